@@ -1,0 +1,34 @@
+# make run    set up .venv, then run the bot (no platform token: it chats in the terminal)
+# make test   the whole test suite (CPU only, a few minutes)
+# make models retrain every shipped model (parents before the variants fine-tuned from them)
+# make bench  the benchmarks against the seed recipe (figures go in docs/BENCHMARKS.md)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test models bench setup clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/python -m bot
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+models: setup
+	$(BIN)/python -m training train-all
+
+bench: setup
+	$(BIN)/python bench/sampling.py
+	$(BIN)/python bench/training.py
+
+clean:
+	rm -rf var/cache var/runs

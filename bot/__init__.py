@@ -1,0 +1,1 @@
+"""The chat bot: a transport-agnostic core with console, Telegram and Discord adapters."""

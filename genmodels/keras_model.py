@@ -1,0 +1,53 @@
+"""The Keras definition of the char-LSTM, and weight transfer to/from artifact arrays.
+
+Imported by training (and the future GPU backend) only: it imports TensorFlow/Keras.
+The sampling path uses ``genmodels.kernel`` on the same arrays instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import keras
+from genmodels.config import ModelConfig
+from genmodels.fused_lstm import FusedLSTM
+
+
+def build_model(cfg: ModelConfig, fused: bool = True) -> keras.Model:
+    """Embedding -> n x LSTM (every position returns) -> Dense logits; any length.
+
+    ``fused`` uses ``FusedLSTM`` (same maths and weights, a faster CPU backward pass);
+    ``fused=False`` uses ``keras.layers.LSTM`` itself (cuDNN on a GPU).
+    """
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, name="embedding")(ids)
+    for i in range(cfg.n_layers):
+        if i and cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
+        if fused:
+            x = FusedLSTM(cfg.hidden, name=f"lstm_{i}")(x)
+        else:
+            x = keras.layers.LSTM(cfg.hidden, return_sequences=True, name=f"lstm_{i}")(x)
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="dropout_out")(x)
+    logits = keras.layers.Dense(cfg.vocab_size, name="dense")(x)
+    return keras.Model(ids, logits, name="char_lstm")
+
+
+def get_weights(model: keras.Model, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """Artifact-named arrays from a built model."""
+    out = {"embedding": model.get_layer("embedding").get_weights()[0]}
+    for i in range(cfg.n_layers):
+        kernel, rec, bias = model.get_layer(f"lstm_{i}").get_weights()
+        out |= {f"lstm_{i}/kernel": kernel, f"lstm_{i}/recurrent_kernel": rec,
+                f"lstm_{i}/bias": bias}
+    kernel, bias = model.get_layer("dense").get_weights()
+    return out | {"dense/kernel": kernel, "dense/bias": bias}
+
+
+def set_weights(model: keras.Model, cfg: ModelConfig, weights: dict[str, np.ndarray]) -> None:
+    """Load artifact-named arrays into a built model."""
+    model.get_layer("embedding").set_weights([weights["embedding"]])
+    for i in range(cfg.n_layers):
+        model.get_layer(f"lstm_{i}").set_weights(
+            [weights[f"lstm_{i}/{k}"] for k in ("kernel", "recurrent_kernel", "bias")])
+    model.get_layer("dense").set_weights([weights["dense/kernel"], weights["dense/bias"]])

@@ -1,0 +1,170 @@
+"""Styles from config.toml: what each chat command generates, and how it is trained.
+
+``load_styles()`` reads and validates the file once at start-up; any mistake raises
+``ConfigError`` whose message names the key at fault (``styles.austen.corpus: ...``).
+Paths in the file are relative to the file itself.
+
+    python -c "from genmodels.styles import load_styles; print(load_styles().names())"
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from genmodels.config import ModelConfig, TrainConfig
+from genmodels.sampler import MAX_TEMPERATURE, STOP_RULES
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config.toml"
+STYLE_KEYS = {"command", "variant", "corpus", "description", "stop", "default_chars",
+              "max_chars", "temperature", "model", "training", "exclude_heldout_of"}
+
+
+class ConfigError(Exception):
+    """config.toml is wrong; the message starts with the offending key."""
+
+
+@dataclass(frozen=True)
+class Style:
+    """One model: its command (and variant), corpus, stop rule and defaults."""
+
+    name: str  # table name in config.toml, also the folder under models/
+    command: str
+    variant: str
+    corpus: Path
+    description: str
+    stop: str
+    default_chars: int
+    max_chars: int
+    temperature: float
+    model: dict = field(default_factory=dict)  # ModelConfig keys except vocab_size
+    training: TrainConfig = field(default_factory=TrainConfig)
+    exclude_heldout_of: tuple[str, ...] = ()
+    model_dir: Path = Path()
+
+    @property
+    def label(self) -> str:
+        return f"{self.command} {self.variant}".strip()
+
+
+@dataclass(frozen=True)
+class StyleBook:
+    """Every style in config.toml, plus the sampling defaults."""
+
+    styles: dict[str, Style]
+    top_k: int = 0
+    top_p: float = 1.0
+    path: Path = DEFAULT_CONFIG
+
+    def names(self) -> list[str]:
+        return list(self.styles)
+
+    def find(self, command: str, variant: str = "") -> Style:
+        """The style for a command and variant; ``KeyError`` says what is valid."""
+        for style in self.styles.values():
+            if style.command == command and style.variant == variant:
+                return style
+        commands = sorted({s.command for s in self.styles.values()})
+        if command not in commands:
+            raise KeyError(f"unknown style {command!r}; choose one of {', '.join(commands)}")
+        variants = sorted(s.variant for s in self.styles.values()
+                          if s.command == command and s.variant)
+        raise KeyError(f"unknown {command} variant {variant!r}; choose one of "
+                       f"{', '.join(variants)} (or none)")
+
+    def get(self, name: str) -> Style:
+        if name not in self.styles:
+            raise KeyError(f"unknown style {name!r}; choose one of {', '.join(self.styles)}")
+        return self.styles[name]
+
+
+def _need(table: dict, key: str, kind, where: str):
+    value = table.get(key)
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, "
+                          f"got {value!r}")
+    return value
+
+
+def _dataclass_from(cls, data: dict, where: str):
+    try:
+        return cls.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _style(name: str, table: dict, doc: dict, base: Path) -> Style:
+    where = f"styles.{name}"
+    unknown = sorted(set(table) - STYLE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(STYLE_KEYS))})")
+    corpus = base / _need(table, "corpus", str, where)
+    if not corpus.is_file():
+        raise ConfigError(f"{where}.corpus: file {corpus} not found")
+    stop = table.get("stop", "blank_line")
+    if stop not in STOP_RULES:
+        raise ConfigError(f"{where}.stop: {stop!r} is not one of {', '.join(STOP_RULES)}")
+    default_chars = _need(table, "default_chars", int, where)
+    max_chars = _need(table, "max_chars", int, where)
+    if not 1 <= default_chars <= max_chars:
+        raise ConfigError(f"{where}.default_chars: must be between 1 and max_chars ({max_chars})")
+    temperature = table.get("temperature", doc.get("sampling", {}).get("temperature", 0.8))
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= MAX_TEMPERATURE:
+        raise ConfigError(f"{where}.temperature: must be a number in [0, {MAX_TEMPERATURE:g}]")
+    model = doc.get("model", {}) | table.get("model", {})
+    _dataclass_from(ModelConfig, {"vocab_size": 1} | model, f"{where}.model")
+    training = _dataclass_from(TrainConfig, doc.get("training", {}) | table.get("training", {}),
+                               f"{where}.training")
+    return Style(name=name, command=_need(table, "command", str, where),
+                 variant=table.get("variant", ""), corpus=corpus,
+                 description=_need(table, "description", str, where), stop=stop,
+                 default_chars=default_chars, max_chars=max_chars,
+                 temperature=float(temperature), model=model, training=training,
+                 exclude_heldout_of=tuple(table.get("exclude_heldout_of", ())),
+                 model_dir=base / "models" / name)
+
+
+def _check_links(styles: dict[str, Style]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for style in styles.values():
+        key = (style.command, style.variant)
+        if key in seen:
+            raise ConfigError(f"styles.{style.name}.command: {style.label!r} is already "
+                              f"used by styles.{seen[key]}")
+        seen[key] = style.name
+        parent = style.training.parent
+        if parent and parent not in styles:
+            raise ConfigError(f"styles.{style.name}.training.parent: no style {parent!r}")
+        for other in style.exclude_heldout_of:
+            if other not in styles:
+                raise ConfigError(f"styles.{style.name}.exclude_heldout_of: no style {other!r}")
+
+
+def load_styles(path: str | Path | None = None) -> StyleBook:
+    """Parse and validate config.toml (``$BOT_CONFIG`` or the repository's copy)."""
+    path = Path(path or os.environ.get("BOT_CONFIG") or DEFAULT_CONFIG)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    tables = doc.get("styles")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError("styles: no styles declared")
+    styles = {name: _style(name, table, doc, path.parent) for name, table in tables.items()}
+    _check_links(styles)
+    sampling = doc.get("sampling", {})
+    top_k, top_p = sampling.get("top_k", 0), sampling.get("top_p", 1.0)
+    if not isinstance(top_k, int) or top_k < 0:
+        raise ConfigError("sampling.top_k: must be an integer >= 0")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ConfigError("sampling.top_p: must be in (0, 1]")
+    return StyleBook(styles=styles, top_k=top_k, top_p=float(top_p), path=path)
+
+
+def style_fields() -> list[str]:
+    return [f.name for f in fields(Style)]

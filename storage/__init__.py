@@ -1,0 +1,1 @@
+"""Persistence (SQLAlchemy 2 + Alembic): requests, generations, ratings, settings."""

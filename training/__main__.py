@@ -1,0 +1,82 @@
+"""Command line for training and evaluating the style models.
+
+    python -m training train STYLE [--minutes M] [--resume] [--out DIR]
+    python -m training evaluate STYLE      # last line: val_loss_nats=<f> bits_per_char=<f>
+    python -m training train-all           # every style, parents before their variants
+
+Bad input (unknown style, corrupt artifact, empty corpus, ...) prints one line that
+names the problem and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train STYLE for a time budget and publish it")
+    t.add_argument("style")
+    t.add_argument("--minutes", type=float, help="time budget (default: config.toml)")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    t.add_argument("--out", type=Path, help="artifact folder (default: models/STYLE)")
+    sub.add_parser("train-all", help="train every style in config.toml (make models)")
+    e = sub.add_parser("evaluate", help="held-out loss of STYLE's artifact")
+    e.add_argument("style")
+    e.add_argument("--model", type=Path, help="artifact folder (default: models/STYLE)")
+    return p
+
+
+def _evaluate(book, args) -> None:
+    from genmodels import artifact as artifacts
+    from training import corpus as corpora
+    from training.evaluate import bits, val_loss
+
+    style = book.get(args.style)
+    art = artifacts.load(args.model or style.model_dir)
+    data = corpora.prepare(style.corpus, art.vocab, art.train_config.val_fraction,
+                           art.train_config.seq_len)
+    if art.corpus.get("sha256") not in (None, data.sha256):
+        print(f"note: corpus changed since {art.version} was trained", file=sys.stderr)
+    val = val_loss(art.weights, art.model_config, corpora.read_ids(data.val_path))
+    print(f"{art.version}: {data.val_chars:,} held-out chars of {style.corpus.name}")
+    print(f"val_loss_nats={val:.4f} bits_per_char={bits(val):.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from genmodels.artifact import ArtifactError
+    from genmodels.styles import ConfigError, load_styles
+    from training.corpus import CorpusError
+
+    try:
+        book = load_styles()
+        if args.cmd == "evaluate":
+            _evaluate(book, args)
+            return 0
+        if args.minutes is not None and args.minutes <= 0:
+            raise ValueError("--minutes must be positive")
+        from training.train import Run
+
+        if args.cmd == "train-all":
+            # Styles that fine-tune from a parent come after the parent is published.
+            for style in sorted(book.styles.values(), key=lambda s: bool(s.training.parent)):
+                Run(style, book).train()
+            return 0
+        Run(book.get(args.style), book, minutes=args.minutes, resume=args.resume,
+            out_dir=args.out).train()
+        return 0
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+    except (ConfigError, ArtifactError, CorpusError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

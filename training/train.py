@@ -1,0 +1,197 @@
+"""Train one style's char-LSTM for a wall-clock budget and publish its artifact.
+
+Sequence-to-sequence training (every position of a window is a target) with Adam,
+gradient clipping and a learning rate that warms up and then follows a cosine over
+the *time* budget, so the run anneals properly whatever the machine's speed. Each
+"epoch" (``steps_per_epoch`` steps) prints a progress line, scores the held-out split,
+keeps the best weights and writes a checkpoint (``var/runs/STYLE/``) that ``--resume``
+continues from. Early stopping ends a run whose held-out loss stopped improving.
+
+    python -m training train STYLE [--minutes M] [--resume]
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+import keras
+from genmodels import artifact as artifacts
+from genmodels.config import ModelConfig, TrainConfig
+from genmodels.keras_model import build_model, get_weights, set_weights
+from genmodels.styles import Style, StyleBook
+from genmodels.vocab import Vocabulary
+from training import corpus as corpora
+from training.data import train_dataset
+from training.evaluate import bits, val_loss
+from training.plots import plot_history
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "var" / "runs"
+VAL_LIMIT_PER_EPOCH = 131072  # chars scored after each epoch; the final score uses all
+
+
+@dataclass
+class RunState:
+    """What a checkpoint needs besides the Keras model: progress and history."""
+
+    epoch: int = 0
+    seconds: float = 0.0  # training seconds spent so far in this run, resumes included
+    steps: int = 0
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "RunState":
+        return cls(**json.loads(path.read_text()))
+
+
+def lr_at(cfg: TrainConfig, step: int, frac: float) -> float:
+    """Linear warm-up over steps, then cosine decay over the fraction of time used."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    return cfg.learning_rate * warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+class Progress(keras.callbacks.Callback):
+    """Time budget, LR schedule, per-epoch scoring, best weights, checkpoints."""
+
+    def __init__(self, run: "Run"):
+        super().__init__()
+        self.run = run
+        self.start = time.monotonic()
+        self.step = run.state.steps  # global step, for the warm-up
+
+    def elapsed(self) -> float:
+        return self.run.state.seconds + time.monotonic() - self.start
+
+    def on_train_batch_begin(self, batch, logs=None):
+        lr = lr_at(self.run.cfg, self.step, self.elapsed() / self.run.budget)
+        self.model.optimizer.learning_rate.assign(lr)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.elapsed() >= self.run.budget:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        run, state = self.run, self.run.state
+        weights = get_weights(self.model, run.model_cfg)
+        val = val_loss(weights, run.model_cfg, run.val_ids, limit=VAL_LIMIT_PER_EPOCH)
+        state.epoch += 1
+        state.steps = self.step
+        state.seconds = self.elapsed()
+        self.start = time.monotonic()
+        state.history.append({"epoch": state.epoch, "minutes": state.seconds / 60,
+                              "train_loss": float(logs.get("loss", math.nan)),
+                              "val_loss": val, "lr": float(self.model.optimizer.learning_rate)})
+        if val < state.best_val:
+            state.best_val, state.bad_epochs = val, 0
+            np.savez(run.dir / "best.npz", **weights)
+        else:
+            state.bad_epochs += 1
+        print(f"epoch {state.epoch:3d}  {state.seconds / 60:5.1f} min  "
+              f"train {state.history[-1]['train_loss']:.4f}  val {val:.4f} nats/char "
+              f"({bits(val):.3f} bits)  lr {state.history[-1]['lr']:.2e}", flush=True)
+        self.model.save(run.dir / "checkpoint.keras")
+        state.save(run.dir / "state.json")
+        if state.bad_epochs >= run.cfg.patience:
+            print(f"early stop: no improvement for {state.bad_epochs} epochs", flush=True)
+            self.model.stop_training = True
+
+
+class Run:
+    """One training run of one style, from scratch, fine-tuned or resumed."""
+
+    def __init__(self, style: Style, book: StyleBook, minutes: float | None = None,
+                 resume: bool = False, runs_dir: Path = RUNS, out_dir: Path | None = None):
+        self.style = style
+        self.cfg = replace(style.training, minutes=minutes or style.training.minutes)
+        self.budget = self.cfg.minutes * 60
+        self.dir = runs_dir / style.name
+        self.out_dir = out_dir or style.model_dir
+        self.parent = None
+        if self.cfg.parent:
+            self.parent = artifacts.load(book.get(self.cfg.parent).model_dir)
+            self.vocab, self.model_cfg = self.parent.vocab, self.parent.model_config
+        else:
+            _, _, chars = corpora.scan(style.corpus)
+            self.vocab = Vocabulary(chars)
+            self.model_cfg = ModelConfig.from_dict({"vocab_size": len(self.vocab)} | style.model)
+        exclude: set[str] = set()
+        for other in style.exclude_heldout_of:
+            exclude |= corpora.heldout_lines(book.get(other).corpus, self.cfg.val_fraction)
+        self.data = corpora.prepare(style.corpus, self.vocab, self.cfg.val_fraction,
+                                    self.cfg.seq_len, exclude)
+        self.val_ids = corpora.read_ids(self.data.val_path)
+        self.state = RunState()
+        self.resume = resume
+
+    def _model(self) -> keras.Model:
+        ckpt = self.dir / "checkpoint.keras"
+        if self.resume:
+            if not ckpt.exists():
+                raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
+            self.state = RunState.load(self.dir / "state.json")
+            print(f"resuming {self.style.name} after epoch {self.state.epoch} "
+                  f"({self.state.seconds / 60:.1f} min)", flush=True)
+            self.budget += self.state.seconds  # --minutes more on top of what was spent
+            return keras.saving.load_model(ckpt)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        keras.utils.set_random_seed(self.cfg.seed)
+        model = build_model(self.model_cfg)
+        if self.parent is not None:
+            set_weights(model, self.model_cfg, self.parent.weights)
+        model.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate,
+                                                      global_clipnorm=self.cfg.clipnorm),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=True)  # XLA fuses the LSTM loop body: ~1.6x faster on CPU
+        return model
+
+    def train(self) -> artifacts.Artifact:
+        model = self._model()
+        data = train_dataset(self.data.train_path, self.data.train_chars, self.cfg.seq_len,
+                             self.cfg.batch_size, self.cfg.seed + self.state.epoch)
+        print(f"training {self.style.name}: {self.model_cfg.n_params():,} params, "
+              f"{self.data.train_chars:,} train / {self.data.val_chars:,} val chars, "
+              f"{self.cfg.minutes:g} min budget", flush=True)
+        model.fit(data, epochs=10**6, initial_epoch=self.state.epoch,
+                  steps_per_epoch=self.cfg.steps_per_epoch, verbose=0,
+                  callbacks=[Progress(self)])
+        return self.publish()
+
+    def publish(self) -> artifacts.Artifact:
+        """Best weights, rounded to the shipped dtype, scored on all held-out text."""
+        with np.load(self.dir / "best.npz") as npz:
+            weights = {k: npz[k] for k in npz.files}
+        dtype = np.dtype(self.cfg.weights_dtype)
+        weights = {k: v.astype(dtype).astype(np.float32) for k, v in weights.items()}
+        val = val_loss(weights, self.model_cfg, self.val_ids)
+        art = artifacts.Artifact(
+            style=self.style.name, vocab=self.vocab, model_config=self.model_cfg,
+            weights=weights, train_config=self.cfg,
+            corpus=self.data.corpus_info(self.style.corpus),
+            metrics={"val_loss_nats": round(val, 5), "val_bits_per_char": round(bits(val), 5),
+                     "train_seconds": round(self.state.seconds, 1),
+                     "epochs": self.state.epoch,
+                     "steps": self.state.steps,
+                     "history": self.state.history},
+            parent_version=self.parent.version if self.parent else None)
+        plot = plot_history(self.state.history, self.dir / "loss.png",
+                            title=f"{self.style.name}: held-out loss")
+        art.save(self.out_dir, extra_files={"loss.png": plot})
+        print(f"published {art.version} to {self.out_dir}", flush=True)
+        print(f"val_loss_nats={val:.4f} bits_per_char={bits(val):.4f}", flush=True)
+        return art
