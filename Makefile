@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Migrate first: `python -m storage migrate` is `alembic upgrade head` with a one-line
+# error instead of a traceback when the database is unreachable.
 run: setup
+	$(BIN)/python -m storage migrate
 	$(BIN)/python -m bot
 
 test: setup
@@ -29,6 +32,7 @@ models: setup
 bench: setup
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/storage.py
 
 clean:
 	rm -rf var/cache var/runs

@@ -8,19 +8,14 @@ choices) to stderr and exits with status 2.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, like every other bad input
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+from genmodels.cli import OneLineParser, fail
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m genmodels", description="Sample from a style model.")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m genmodels", description="Sample from a style model.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
     s = sub.add_parser("sample", help="print text in a style")
     s.add_argument("style", help="style command, e.g. shakespeare or proverb")
     s.add_argument("--variant", default="", help="e.g. armenian for proverb")
@@ -64,10 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(sample(args))
         return 0
     except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return fail(exc.args[0])
     except (ValueError, ArtifactError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    return 2
+        return fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Character vocabulary: a sorted, self-describing char <-> id mapping.
 
-The classic recipes build the vocabulary as ``list(set(text))``; set order depends on
-string hashing, which changes between processes, so a reloaded model reads the wrong ids
-and writes gibberish. Here the vocabulary is the *sorted* list of distinct characters,
+Many copies of the classic recipes build the vocabulary as ``list(set(text))``; set
+order depends on string hashing, which changes between processes, so a reloaded model
+reads the wrong ids and writes gibberish (and weights shipped without their vocabulary
+cannot be used at all). Here the vocabulary is the *sorted* list of distinct characters,
 stored in the artifact, so ids are identical in every process and on every machine.
 
 Policy for characters the vocabulary has never seen (documented in README.md):

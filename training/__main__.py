@@ -1,30 +1,35 @@
 """Command line for training and evaluating the style models.
 
-    python -m training train STYLE [--minutes M] [--resume] [--out DIR]
+    python -m training train STYLE [--minutes M] [--resume] [--out DIR] [--scratch]
     python -m training evaluate STYLE      # last line: val_loss_nats=<f> bits_per_char=<f>
     python -m training train-all           # every style, parents before their variants
+    python -m training report              # Markdown table of the shipped models
 
 Bad input (unknown style, corrupt artifact, empty corpus, ...) prints one line that
 names the problem and exits with status 2.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from genmodels.cli import OneLineParser, fail
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m training", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
     t = sub.add_parser("train", help="train STYLE for a time budget and publish it")
     t.add_argument("style")
     t.add_argument("--minutes", type=float, help="time budget (default: config.toml)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     t.add_argument("--out", type=Path, help="artifact folder (default: models/STYLE)")
+    t.add_argument("--scratch", action="store_true",
+                   help="train from random weights even if the style has a parent")
+    sub.add_parser("report", help="Markdown table of the shipped models (docs/MODELS.md)")
     sub.add_parser("train-all", help="train every style in config.toml (make models)")
     e = sub.add_parser("evaluate", help="held-out loss of STYLE's artifact")
     e.add_argument("style")
@@ -48,6 +53,32 @@ def _evaluate(book, args) -> None:
     print(f"val_loss_nats={val:.4f} bits_per_char={bits(val):.4f}")
 
 
+def _train(book, args) -> None:
+    from training.train import Run
+
+    if args.minutes is not None and args.minutes <= 0:
+        raise ValueError("--minutes must be positive")
+    Run(book.get(args.style), book, minutes=args.minutes, resume=args.resume,
+        out_dir=args.out, scratch=args.scratch).train()
+
+
+def _train_all(book, args) -> None:
+    from training.train import Run
+
+    # Styles that fine-tune from a parent come after the parent is published.
+    for style in sorted(book.styles.values(), key=lambda s: bool(s.training.parent)):
+        Run(style, book).train()
+
+
+def _report(book, args) -> None:
+    from training.report import table
+
+    print(table(book))
+
+
+COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "report": _report}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from genmodels.artifact import ArtifactError
@@ -55,27 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     from training.corpus import CorpusError
 
     try:
-        book = load_styles()
-        if args.cmd == "evaluate":
-            _evaluate(book, args)
-            return 0
-        if args.minutes is not None and args.minutes <= 0:
-            raise ValueError("--minutes must be positive")
-        from training.train import Run
-
-        if args.cmd == "train-all":
-            # Styles that fine-tune from a parent come after the parent is published.
-            for style in sorted(book.styles.values(), key=lambda s: bool(s.training.parent)):
-                Run(style, book).train()
-            return 0
-        Run(book.get(args.style), book, minutes=args.minutes, resume=args.resume,
-            out_dir=args.out).train()
+        COMMANDS[args.cmd](load_styles(), args)
         return 0
     except KeyError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return fail(exc.args[0])
     except (ConfigError, ArtifactError, CorpusError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    return 2
+        return fail(str(exc))
 
 
 if __name__ == "__main__":

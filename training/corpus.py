@@ -105,7 +105,9 @@ def prepare(path: Path, vocab: Vocabulary, val_fraction: float, seq_len: int,
     else:
         meta = _write_ids(path, vocab, split_point(total, val_fraction), exclude, folder)
         meta |= {"sha256": sha, "total_chars": total}
-        meta_path.write_text(json.dumps(meta))
+        tmp = folder / f".meta.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, meta_path)  # a concurrent reader sees all of it or nothing
     prepared = Prepared(folder / "train.u16", folder / "val.u16", meta["train_chars"],
                         meta["val_chars"], sha, total)
     if prepared.train_chars < seq_len + 1 or prepared.val_chars < 2:

@@ -85,39 +85,52 @@ class Progress(keras.callbacks.Callback):
         if self.elapsed() >= self.run.budget:
             self.model.stop_training = True
 
+    def on_train_begin(self, logs=None):
+        # A fine-tune starts from a model that may already be good here: score it first,
+        # so the published model is never worse than its parent on this held-out text.
+        if self.run.parent is not None and not self.run.state.history:
+            self._record(math.nan, epoch_done=False)
+
     def on_epoch_end(self, epoch, logs=None):
+        self._record(float((logs or {}).get("loss", math.nan)), epoch_done=True)
         run, state = self.run, self.run.state
-        weights = get_weights(self.model, run.model_cfg)
-        val = val_loss(weights, run.model_cfg, run.val_ids, limit=VAL_LIMIT_PER_EPOCH)
-        state.epoch += 1
-        state.steps = self.step
-        state.seconds = self.elapsed()
-        self.start = time.monotonic()
-        state.history.append({"epoch": state.epoch, "minutes": state.seconds / 60,
-                              "train_loss": float(logs.get("loss", math.nan)),
-                              "val_loss": val, "lr": float(self.model.optimizer.learning_rate)})
-        if val < state.best_val:
-            state.best_val, state.bad_epochs = val, 0
-            np.savez(run.dir / "best.npz", **weights)
-        else:
-            state.bad_epochs += 1
-        print(f"epoch {state.epoch:3d}  {state.seconds / 60:5.1f} min  "
-              f"train {state.history[-1]['train_loss']:.4f}  val {val:.4f} nats/char "
-              f"({bits(val):.3f} bits)  lr {state.history[-1]['lr']:.2e}", flush=True)
         self.model.save(run.dir / "checkpoint.keras")
         state.save(run.dir / "state.json")
         if state.bad_epochs >= run.cfg.patience:
             print(f"early stop: no improvement for {state.bad_epochs} epochs", flush=True)
             self.model.stop_training = True
 
+    def _record(self, train_loss: float, epoch_done: bool) -> None:
+        """Score held-out text, keep the best weights, print the progress line."""
+        run, state = self.run, self.run.state
+        weights = get_weights(self.model, run.model_cfg)
+        val = val_loss(weights, run.model_cfg, run.val_ids, limit=VAL_LIMIT_PER_EPOCH)
+        state.epoch += epoch_done
+        state.steps = self.step
+        state.seconds = self.elapsed()
+        self.start = time.monotonic()
+        lr = float(self.model.optimizer.learning_rate)
+        state.history.append({"epoch": state.epoch, "minutes": state.seconds / 60,
+                              "train_loss": train_loss, "val_loss": val, "lr": lr})
+        if val < state.best_val:
+            state.best_val, state.bad_epochs = val, 0
+            np.savez(run.dir / "best.npz", **weights)
+        else:
+            state.bad_epochs += 1
+        print(f"epoch {state.epoch:3d}  {state.seconds / 60:5.1f} min  train {train_loss:.4f}  "
+              f"val {val:.4f} nats/char ({bits(val):.3f} bits)  lr {lr:.2e}", flush=True)
+
 
 class Run:
     """One training run of one style, from scratch, fine-tuned or resumed."""
 
     def __init__(self, style: Style, book: StyleBook, minutes: float | None = None,
-                 resume: bool = False, runs_dir: Path = RUNS, out_dir: Path | None = None):
+                 resume: bool = False, runs_dir: Path = RUNS, out_dir: Path | None = None,
+                 scratch: bool = False):
         self.style = style
         self.cfg = replace(style.training, minutes=minutes or style.training.minutes)
+        if scratch:  # ignore the configured parent: train from random weights
+            self.cfg = replace(self.cfg, parent="")
         self.budget = self.cfg.minutes * 60
         self.dir = runs_dir / style.name
         self.out_dir = out_dir or style.model_dir

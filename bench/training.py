@@ -1,0 +1,153 @@
+"""Training for equal wall-clock budgets: the seed recipe against our trainer, in one run.
+
+Both train on the same corpus (``data/corpora/shakespeare.txt``) and are scored on the
+same held-out split: the one ``training.corpus.prepare`` writes for our trainer (the
+last 10% of the characters, never trained on). Reported for each:
+
+* target characters per second: characters whose prediction was trained on. The seed
+  recipe trains one target per 60-char window (batch 128); ours trains every position
+  of a 128-char window (steps x batch x seq_len), so this is the fair unit;
+* held-out loss in nats/char. Ours: every held-out character, state carried through the
+  held-out text (``art.metrics['val_loss_nats']``, as published). The seed recipe: each
+  held-out position with 60 preceding held-out characters is a target; to keep the run
+  short ``--val-cap`` evenly spaced positions are scored (default 20,000; 0 = all).
+  For a like-for-like view our model is also scored on exactly those positions from a
+  zero state with the same 60 characters of context (``val_nats_per_char_60ctx``).
+
+The budget is the whole wall clock of training, including TensorFlow's tracing and
+(for ours) the per-epoch held-out checks. Prints progress, then one final JSON line.
+
+    python bench/training.py [--minutes 5] [--val-cap 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make genmodels/, training/, bench/ importable
+
+from bench import seed_recipe  # noqa: E402
+from bench.sampling import machine  # noqa: E402
+from genmodels.kernel import NumpyLSTM  # noqa: E402
+from genmodels.styles import load_styles  # noqa: E402
+from genmodels.vocab import Vocabulary  # noqa: E402
+from training import corpus as corpora  # noqa: E402
+
+STYLE = "shakespeare"
+CORPUS = ROOT / "data" / "corpora" / "shakespeare.txt"
+VAL_FRACTION = 0.1
+
+
+def split(seq_len: int) -> tuple[Vocabulary, corpora.Prepared]:
+    """The sorted vocabulary and the train/held-out id files of the corpus."""
+    vocab = Vocabulary(corpora.scan(CORPUS)[2])
+    return vocab, corpora.prepare(CORPUS, vocab, val_fraction=VAL_FRACTION, seq_len=seq_len)
+
+
+def train_ours(minutes: float, tmp: Path, prepared: corpora.Prepared):
+    """Our trainer (``training.train.Run``) for ``minutes``; artifact goes to ``tmp``."""
+    from training.train import Run
+
+    book = load_styles()
+    run = Run(book.get(STYLE), book, minutes=minutes, out_dir=tmp / "model",
+              runs_dir=tmp / "runs")
+    if run.data.val_path != prepared.val_path or run.vocab != Vocabulary(
+            corpora.scan(CORPUS)[2]):
+        raise RuntimeError("our trainer prepared a different split or vocabulary")
+    start = time.monotonic()
+    art = run.train()
+    return art, time.monotonic() - start
+
+
+def ours_on_windows(art, ids: np.ndarray, positions: np.ndarray, chunk: int = 4096) -> float:
+    """Our model's nats/char on ``positions``, each read from a zero state after
+    exactly the 60 preceding characters: the seed recipe's view of the held-out text."""
+    lstm, ids = NumpyLSTM(art.weights, art.model_config), np.asarray(ids, dtype=np.intp)
+    total = 0.0
+    for b in range(0, len(positions), chunk):
+        pos = positions[b:b + chunk]
+        state = lstm.zero_state(len(pos))
+        for t in range(seed_recipe.MAXLEN, 0, -1):
+            logits = lstm.step_columns(ids[pos - t], state)
+        logits = logits.astype(np.float64)  # (V, B): predicts ids[pos]
+        top = logits.max(axis=0)
+        lse = top + np.log(np.exp(logits - top).sum(axis=0))
+        total += float((lse - logits[ids[pos], np.arange(len(pos))]).sum())
+    return total / len(positions)
+
+
+def ours_figures(art, wall: float, val_ids, positions) -> dict:
+    m, tc = art.metrics, art.train_config
+    chars = m["steps"] * tc.batch_size * tc.seq_len
+    return {"target_chars": chars, "seconds": m["train_seconds"],
+            "target_chars_per_s": round(chars / m["train_seconds"]),
+            "steps": m["steps"], "batch_size": tc.batch_size, "seq_len": tc.seq_len,
+            "wall_s_including_publish": round(wall, 1),
+            "params": art.model_config.n_params(),
+            "val_nats_per_char": m["val_loss_nats"],
+            "val_nats_per_char_60ctx": round(ours_on_windows(art, val_ids, positions), 5)}
+
+
+def seed_figures(prepared: corpora.Prepared, vocab_size: int, seconds: float,
+                 positions: np.ndarray) -> dict:
+    train_ids = corpora.read_ids(prepared.train_path)
+    model, chars, secs = seed_recipe.train(train_ids, vocab_size, seconds)
+    start = time.monotonic()
+    val = seed_recipe.val_nats(model, corpora.read_ids(prepared.val_path), vocab_size,
+                               positions)
+    return {"target_chars": chars, "seconds": round(secs, 1),
+            "target_chars_per_s": round(chars / secs), "batch_size": seed_recipe.BATCH_SIZE,
+            "maxlen": seed_recipe.MAXLEN, "step": seed_recipe.STEP,
+            "params": model.count_params(), "jit_compile": bool(model.jit_compile),
+            "val_nats_per_char": round(val, 5), "val_seconds": round(time.monotonic() - start, 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=5.0, help="budget for EACH trainer")
+    p.add_argument("--val-cap", type=int, default=20_000,
+                   help="held-out positions scored for the 60-char view (0 = all)")
+    args = p.parse_args(argv)
+    mach = machine()  # before we load the cores ourselves
+    vocab, prepared = split(load_styles().get(STYLE).training.seq_len)
+    val_ids = corpora.read_ids(prepared.val_path)
+    positions = seed_recipe.heldout_positions(len(val_ids), args.val_cap or None)
+    print(f"corpus {CORPUS.name}: {prepared.train_chars:,} train / {prepared.val_chars:,} "
+          f"held-out chars, vocab {len(vocab)}; {args.minutes:g} min each", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        art, wall = train_ours(args.minutes, Path(tmp), prepared)
+        ours = ours_figures(art, wall, val_ids, positions)
+    print(f"ours: {ours['target_chars_per_s']:,} target chars/s, "
+          f"val {ours['val_nats_per_char']:.4f} nats/char", flush=True)
+    print("seed recipe: training ...", flush=True)
+    seed = seed_figures(prepared, len(vocab), args.minutes * 60, positions)
+    print(f"seed recipe: {seed['target_chars_per_s']:,} target chars/s, "
+          f"val {seed['val_nats_per_char']:.4f} nats/char (60-char context); ours on the "
+          f"same positions {ours['val_nats_per_char_60ctx']:.4f}", flush=True)
+    result = {
+        "bench": "training", "minutes_each": args.minutes, "corpus": str(CORPUS.relative_to(ROOT)),
+        "split": {"val_fraction": VAL_FRACTION, "train_chars": prepared.train_chars,
+                  "val_chars": prepared.val_chars, "sha256": prepared.sha256},
+        "val_positions_60ctx": {"scored": len(positions), "cap": args.val_cap or None,
+                                "of": max(0, len(val_ids) - seed_recipe.MAXLEN),
+                                "spacing": "evenly spaced"},
+        "ours": ours, "seed_recipe": seed,
+        "ratio_target_chars_per_s": round(ours["target_chars_per_s"]
+                                          / seed["target_chars_per_s"], 1),
+        "val_bits_per_char": {"ours": round(ours["val_nats_per_char"] / math.log(2), 4),
+                              "seed_recipe": round(seed["val_nats_per_char"] / math.log(2), 4)},
+        "machine": mach}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
