@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,6 +158,8 @@ def load(path: str | Path) -> Artifact:
                             f"`python -m training train STYLE`)")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
         if meta.get("format") != FORMAT:
             raise ValueError(f"unsupported format {meta.get('format')!r}")
         vocab = Vocabulary(meta["vocab"])
@@ -174,7 +177,7 @@ def load(path: str | Path) -> Artifact:
             weights = {k: npz[k].astype(np.float32) for k in npz.files}
     except FileNotFoundError:
         raise ArtifactError(f"{weights_path}: file is missing") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise ArtifactError(f"{weights_path}: corrupt weights ({exc})") from None
     check_weights(weights, cfg, str(weights_path))
     return Artifact(style=meta.get("style", path.name), vocab=vocab, model_config=cfg,

@@ -8,12 +8,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,)}
+
+
 def _from_dict(cls, data: dict):
-    """Build a dataclass from a dict, rejecting unknown keys with their names."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    """Build a dataclass from a dict, rejecting unknown keys and wrong types by name."""
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a table, got {data!r}")
+    kinds = {f.name: _TYPES[f.type] for f in fields(cls)}  # annotations are strings here
+    unknown = sorted(set(data) - set(kinds))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, kinds[name]):
+            raise TypeError(f"{name} must be of type {kinds[name][-1].__name__}, got {value!r}")
     return cls(**data)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from genmodels.config import ModelConfig, TrainConfig
@@ -96,8 +96,15 @@ def _dataclass_from(cls, data: dict, where: str):
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _table(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table, got {value!r}")
+    return value
+
+
 def _style(name: str, table: dict, doc: dict, base: Path) -> Style:
     where = f"styles.{name}"
+    table = _table(table, where)
     unknown = sorted(set(table) - STYLE_KEYS)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(STYLE_KEYS))})")
@@ -114,12 +121,17 @@ def _style(name: str, table: dict, doc: dict, base: Path) -> Style:
     temperature = table.get("temperature", doc.get("sampling", {}).get("temperature", 0.8))
     if not isinstance(temperature, (int, float)) or not 0 <= temperature <= MAX_TEMPERATURE:
         raise ConfigError(f"{where}.temperature: must be a number in [0, {MAX_TEMPERATURE:g}]")
-    model = doc.get("model", {}) | table.get("model", {})
+    model = _table(doc.get("model", {}), "model") | _table(table.get("model", {}),
+                                                           f"{where}.model")
     _dataclass_from(ModelConfig, {"vocab_size": 1} | model, f"{where}.model")
-    training = _dataclass_from(TrainConfig, doc.get("training", {}) | table.get("training", {}),
+    training = _dataclass_from(TrainConfig, _table(doc.get("training", {}), "training")
+                               | _table(table.get("training", {}), f"{where}.training"),
                                f"{where}.training")
+    variant = table.get("variant", "")
+    if not isinstance(variant, str):
+        raise ConfigError(f"{where}.variant: expected str, got {variant!r}")
     return Style(name=name, command=_need(table, "command", str, where),
-                 variant=table.get("variant", ""), corpus=corpus,
+                 variant=variant, corpus=corpus,
                  description=_need(table, "description", str, where), stop=stop,
                  default_chars=default_chars, max_chars=max_chars,
                  temperature=float(temperature), model=model, training=training,
@@ -165,6 +177,3 @@ def load_styles(path: str | Path | None = None) -> StyleBook:
         raise ConfigError("sampling.top_p: must be in (0, 1]")
     return StyleBook(styles=styles, top_k=top_k, top_p=float(top_p), path=path)
 
-
-def style_fields() -> list[str]:
-    return [f.name for f in fields(Style)]

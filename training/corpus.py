@@ -77,14 +77,26 @@ def split_point(total_chars: int, val_fraction: float) -> int:
     return total_chars - math.ceil(total_chars * val_fraction)
 
 
-def heldout_lines(path: Path, val_fraction: float) -> set[str]:
-    """The lines of ``path`` that fall in its held-out split."""
-    _, total, _ = scan(path)
-    cut, pos, out = split_point(total, val_fraction), 0, set()
+def val_start(path: Path, total_chars: int, val_fraction: float) -> int:
+    """Where the held-out part begins: the first line start at or after the cut point,
+    so no story or speech is split; at the cut itself when that would leave less than
+    half the intended held-out text (a corpus of a few very long lines)."""
+    cut, pos = split_point(total_chars, val_fraction), 0
     for line in _lines(path):
         if pos >= cut:
-            out.add(line.rstrip("\n"))
+            break
         pos += len(line)
+    return pos if total_chars - pos >= (total_chars - cut) / 2 else cut
+
+
+def heldout_lines(path: Path, val_fraction: float) -> set[str]:
+    """The lines of ``path`` that are (partly) in its held-out split."""
+    _, total, _ = scan(path)
+    start, pos, out = val_start(path, total, val_fraction), 0, set()
+    for line in _lines(path):
+        pos += len(line)
+        if pos > start:
+            out.add(line.rstrip("\n"))
     return out
 
 
@@ -103,7 +115,7 @@ def prepare(path: Path, vocab: Vocabulary, val_fraction: float, seq_len: int,
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
     else:
-        meta = _write_ids(path, vocab, split_point(total, val_fraction), exclude, folder)
+        meta = _write_ids(path, vocab, val_start(path, total, val_fraction), exclude, folder)
         meta |= {"sha256": sha, "total_chars": total}
         tmp = folder / f".meta.json.tmp-{os.getpid()}"
         tmp.write_text(json.dumps(meta))
@@ -116,14 +128,14 @@ def prepare(path: Path, vocab: Vocabulary, val_fraction: float, seq_len: int,
     return prepared
 
 
-def _write_ids(path: Path, vocab: Vocabulary, cut: int, exclude: set[str],
+def _write_ids(path: Path, vocab: Vocabulary, start: int, exclude: set[str],
                folder: Path) -> dict:
+    """Stream the corpus into train/val id files; the split falls at ``start``."""
     folder.mkdir(parents=True, exist_ok=True)
-    counts, pos = {"train": 0, "val": 0}, 0
+    counts, pending, pos = {"train": 0, "val": 0}, {"train": 0, "val": 0}, 0
     tmp = {part: folder / f".{part}.u16.tmp-{os.getpid()}" for part in counts}
     files = {part: open(p, "wb") for part, p in tmp.items()}
     buffers: dict[str, list[str]] = {"train": [], "val": []}
-    pending = {"train": 0, "val": 0}
 
     def flush(part: str) -> None:
         text = "".join(buffers[part])
@@ -138,21 +150,27 @@ def _write_ids(path: Path, vocab: Vocabulary, cut: int, exclude: set[str],
 
     try:
         for line in _lines(path):
-            part = "val" if pos >= cut else "train"
+            cut = min(max(start - pos, 0), len(line))  # chars of this line before the split
             pos += len(line)
-            if part == "train" and exclude and line.rstrip("\n") in exclude:
-                continue
-            buffers[part].append(line)
-            pending[part] += len(line)
-            if pending[part] >= _FLUSH_CHARS:
-                flush(part)
+            excluded = bool(exclude) and line.rstrip("\n") in exclude
+            for part, text in (("train", line[:cut]), ("val", line[cut:])):
+                if text and not (part == "train" and excluded):
+                    buffers[part].append(text)
+                    pending[part] += len(text)
+                    if pending[part] >= _FLUSH_CHARS:
+                        flush(part)
         for part in counts:
             flush(part)
-    finally:
         for f in files.values():
             f.close()
-    for part, p in tmp.items():
-        os.replace(p, folder / f"{part}.u16")
+        for part, p in tmp.items():
+            os.replace(p, folder / f"{part}.u16")
+    except BaseException:
+        for f in files.values():
+            f.close()
+        for p in tmp.values():
+            p.unlink(missing_ok=True)
+        raise
     return {"train_chars": counts["train"], "val_chars": counts["val"]}
 
 

@@ -181,7 +181,7 @@ class Run:
               f"{self.data.train_chars:,} train / {self.data.val_chars:,} val chars, "
               f"{self.cfg.minutes:g} min budget", flush=True)
         model.fit(data, epochs=10**6, initial_epoch=self.state.epoch,
-                  steps_per_epoch=self.cfg.steps_per_epoch, verbose=0,
+                  steps_per_epoch=self.cfg.steps_per_epoch, verbose=0, shuffle=False,
                   callbacks=[Progress(self)])
         return self.publish()
 

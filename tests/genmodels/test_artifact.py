@@ -174,16 +174,12 @@ def _flip_compressed_bytes(path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: zlib.error from damaged deflate data escapes "
-                   "artifact.load (not ArtifactError)")
 def test_damaged_compressed_weights_raise_artifact_error(saved):
     _flip_compressed_bytes(saved / "weights.npz")
     with pytest.raises(ArtifactError, match="weights.npz"):
         load(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: model.json holding valid JSON that is not an "
-                   "object raises AttributeError in artifact.load")
 @pytest.mark.parametrize("content", ["[]", "null", "42"])
 def test_model_json_that_is_not_an_object_raises_artifact_error(saved, content):
     (saved / "model.json").write_text(content, encoding="utf-8")

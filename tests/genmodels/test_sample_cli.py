@@ -87,8 +87,6 @@ def test_corrupt_artifact_is_one_line_and_exit_2(run_cli, shipped, bad_input, da
         bad_input(sample(run_cli, shipped, "tiny"), str(folder / "weights.npz"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: zlib.error from damaged deflate data in "
-                   "weights.npz escapes artifact.load, so the CLI prints a traceback")
 def test_damaged_compressed_weights_are_one_line_and_exit_2(run_cli, shipped, bad_input):
     import zipfile
 

@@ -180,8 +180,6 @@ WRONG_TYPES = {  # each is accepted or crashes today instead of naming the key
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: styles.py does not check the types of these "
-                   "values (TypeError traceback, or accepted and failing later)")
 @pytest.mark.parametrize("case", WRONG_TYPES)
 def test_values_of_the_wrong_type_raise_config_error(tmp_path, case):
     text, key = WRONG_TYPES[case]

@@ -117,8 +117,6 @@ def test_read_ids_is_a_uint16_memory_map(corpus, tmp_path):
     assert len(ids) == data.train_chars
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a corpus whose text is one long line has an "
-                   "empty held-out split and is rejected as 'too small'")
 def test_a_corpus_without_newlines_can_be_prepared(tmp_path):
     path = tmp_path / "one_line.txt"
     path.write_text("word " * 2000, encoding="utf-8")  # 10,000 characters, no newline
@@ -126,8 +124,6 @@ def test_a_corpus_without_newlines_can_be_prepared(tmp_path):
     assert data.val_chars > 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _write_ids leaves .train/.val .u16.tmp-PID files "
-                   "in the cache when encoding fails")
 def test_a_failed_prepare_leaves_no_temporary_files(corpus, tmp_path):
     with pytest.raises(CorpusError):
         prepare(corpus, Vocabulary.from_text("line 0123"), 0.1, 8, cache=tmp_path / "cache")
