@@ -4,6 +4,8 @@ Both train on the same corpus (``data/corpora/shakespeare.txt``) and are scored 
 same held-out split: the one ``training.corpus.prepare`` writes for our trainer (the
 last 10% of the characters, never trained on). Reported for each:
 
+* training-step speed of our model by LSTM implementation (Keras' LSTM layer, with and
+  without XLA, against ``genmodels.fused_lstm.FusedLSTM`` with XLA, which training uses);
 * target characters per second: characters whose prediction was trained on. The seed
   recipe trains one target per 60-char window (batch 128); ours trains every position
   of a 128-char window (steps x batch x seq_len), so this is the fair unit;
@@ -110,6 +112,32 @@ def seed_figures(prepared: corpora.Prepared, vocab_size: int, seconds: float,
             "val_nats_per_char": round(val, 5), "val_seconds": round(time.monotonic() - start, 1)}
 
 
+def layer_throughput(vocab_size: int, steps: int = 8) -> dict:
+    """Target chars/s of one training step of our 2x256 model, by LSTM implementation:
+    Keras' own LSTM layer (with and without XLA) against genmodels' FusedLSTM + XLA."""
+    import keras
+
+    from genmodels.config import ModelConfig
+    from genmodels.keras_model import build_model
+
+    cfg, batch, seq = ModelConfig(vocab_size=vocab_size), 64, 128
+    ids = np.random.default_rng(0).integers(0, vocab_size, (batch, seq + 1)).astype(np.int32)
+    out = {}
+    for name, fused, jit in (("keras_lstm", False, False), ("keras_lstm_xla", False, True),
+                             ("fused_lstm_xla", True, True)):
+        model = build_model(cfg, fused=fused)
+        model.compile(optimizer="adam", jit_compile=jit,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        for _ in range(2):  # tracing and compilation are not what we time
+            model.train_on_batch(ids[:, :-1], ids[:, 1:])
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(ids[:, :-1], ids[:, 1:])
+        out[name] = round(steps * batch * seq / (time.perf_counter() - start))
+        print(f"training step, {name}: {out[name]:,} target chars/s", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=5.0, help="budget for EACH trainer")
@@ -122,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     positions = seed_recipe.heldout_positions(len(val_ids), args.val_cap or None)
     print(f"corpus {CORPUS.name}: {prepared.train_chars:,} train / {prepared.val_chars:,} "
           f"held-out chars, vocab {len(vocab)}; {args.minutes:g} min each", flush=True)
+    layers = layer_throughput(len(vocab))
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         art, wall = train_ours(args.minutes, Path(tmp), prepared)
         ours = ours_figures(art, wall, val_ids, positions)
@@ -139,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         "val_positions_60ctx": {"scored": len(positions), "cap": args.val_cap or None,
                                 "of": max(0, len(val_ids) - seed_recipe.MAXLEN),
                                 "spacing": "evenly spaced"},
-        "ours": ours, "seed_recipe": seed,
+        "ours": ours, "seed_recipe": seed, "lstm_layer_target_chars_per_s": layers,
         "ratio_target_chars_per_s": round(ours["target_chars_per_s"]
                                           / seed["target_chars_per_s"], 1),
         "val_bits_per_char": {"ours": round(ours["val_nats_per_char"] / math.log(2), 4),

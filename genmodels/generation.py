@@ -1,0 +1,90 @@
+"""The generation client interface the bot uses, and the simplest in-process client.
+
+The chat core only ever calls ``GenerationClient.generate`` / ``versions`` / ``close``;
+whether the text comes from a sampler in this process, a batching engine (issue 5) or
+the HTTP inference service is a configuration choice. Errors a user may see are the
+three exceptions below; their messages are short and safe to show.
+
+``LocalClient`` runs one ``Sampler`` per style in a worker thread (sampling is NumPy,
+which releases the GIL in BLAS calls, and never blocks the event loop), with a bound on
+generations in flight: past it, ``Busy`` is raised at once instead of queueing.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from genmodels import artifact
+from genmodels.artifact import ArtifactError
+from genmodels.registry import active_path
+from genmodels.sampler import Generation, Sampler, SamplingParams
+
+
+class GenerationError(Exception):
+    """Generation failed; the message is safe to show to a user."""
+
+
+class Busy(GenerationError):
+    """Too many generations in flight; try again in a moment."""
+
+
+class ModelUnavailable(GenerationError):
+    """The style's model could not be loaded."""
+
+
+@dataclass(frozen=True)
+class Result:
+    generation: Generation
+    latency_ms: float  # from the call to the last character
+
+
+class GenerationClient(Protocol):
+    async def generate(self, style: str, prime: str, params: SamplingParams) -> Result: ...
+
+    async def versions(self) -> dict[str, str]:
+        """Style name -> model version currently served (loaded styles only)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalClient:
+    """Samplers in this process; one model per style, loaded on first use."""
+
+    def __init__(self, max_in_flight: int = 8):
+        self.max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._samplers: dict[str, Sampler] = {}
+        self._lock = threading.Lock()
+
+    def _sampler(self, style: str) -> Sampler:
+        with self._lock:
+            if style not in self._samplers:
+                path = active_path(style)
+                try:
+                    self._samplers[style] = Sampler(artifact.load(path))
+                except ArtifactError as exc:
+                    raise ModelUnavailable(f"the {style} model is unavailable") from exc
+            return self._samplers[style]
+
+    async def generate(self, style: str, prime: str, params: SamplingParams) -> Result:
+        if self._in_flight >= self.max_in_flight:
+            raise Busy("busy writing for others; try again in a moment")
+        self._in_flight += 1
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            def work() -> Generation:
+                return self._sampler(style).generate(prime, params)
+            generation = await asyncio.to_thread(work)
+        finally:
+            self._in_flight -= 1
+        return Result(generation, (loop.time() - start) * 1000.0)
+
+    async def versions(self) -> dict[str, str]:
+        return {name: s.artifact.version for name, s in self._samplers.items()}
+
+    async def close(self) -> None:
+        self._samplers.clear()
