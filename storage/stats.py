@@ -78,3 +78,48 @@ def _usage(session, key_column, since, style) -> list[UsageStats]:
                                mean_latency_ms=None if mean is None else float(mean),
                                max_latency_ms=worst, up=up, down=down))
     return sorted(rows, key=lambda r: r.key)
+
+
+# Percentiles: SQLite has no percentile function and PostgreSQL's percentile_cont is not
+# portable, so the ok latencies of each key are fetched (one integer per request) and
+# ranked here. For a chat bot's volumes (thousands of requests a day) that is cheap;
+# pass ``since`` to bound it.
+
+@dataclass(frozen=True)
+class LatencyPercentiles:
+    key: str  # the style or the model version
+    count: int  # ok requests with a latency
+    p50_ms: float
+    p95_ms: float
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (NumPy's default method)."""
+    if not sorted_values:
+        raise ValueError("no values")
+    pos = (len(sorted_values) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
+
+
+def latency_percentiles(session: Session, by: str = "style", style: str | None = None,
+                        since: dt.datetime | None = None) -> list[LatencyPercentiles]:
+    """p50 and p95 of ok requests' latency per style (``by="style"``) or model version
+    (``by="version"``, of one style if given), sorted by key."""
+    key_column = {"style": Request.style, "version": Request.model_version}[by]
+    filters = [key_column.is_not(None), Request.outcome == Outcome.OK.value,
+               Request.latency_ms.is_not(None)]
+    if since is not None:
+        filters.append(Request.created_at >= since)
+    if style is not None:
+        filters.append(Request.style == style)
+    groups: dict[str, list[float]] = {}
+    for key, ms in session.execute(select(key_column, Request.latency_ms).where(*filters)):
+        groups.setdefault(key, []).append(float(ms))
+    rows = []
+    for key, values in sorted(groups.items()):
+        values.sort()
+        rows.append(LatencyPercentiles(key, len(values), percentile(values, 0.5),
+                                       percentile(values, 0.95)))
+    return rows

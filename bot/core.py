@@ -1,0 +1,287 @@
+"""The transport-agnostic chat core: ``Request`` in, ``Reply`` out.
+
+Every rule a user meets lives here once: parsing, admin checks, per-user rate limits,
+the bound on generations in flight, choosing style / variant / sampling parameters,
+calling the generation client, and logging every request (rejected ones included) to
+storage. Adapters (bot/adapters/*.py) only translate platform events to ``Request``
+and ``Reply`` back; nothing here knows a platform. The command handlers other than
+generation live in ``bot/commands.py``.
+
+    core = Core.from_config()                      # the one place the bot is wired
+    reply = await core.handle(Request("console", "local", "local", text="/austen It is"))
+    ack = await core.rate(request, "rate:17:+1")   # a rating button was pressed
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from genmodels.generation import Busy, GenerationClient, GenerationError, make_client
+from genmodels.sampler import SamplingParams
+from genmodels.styles import Style, StyleBook, load_styles
+from storage.database import Database
+from storage.errors import NotFound, StorageError
+from storage.log import get_or_create_chat, get_or_create_user
+from storage.models import Outcome
+from storage.ratings import rate as store_rating
+from storage.ratings import rating_by
+from storage.records import RequestRecord
+from storage.settings import effective_temperature
+from bot.ratelimit import RateLimiter
+from bot.settings import BotSettings, load_settings
+from bot.text import (RATE_PREFIX, THUMBS_DOWN, THUMBS_UP, parse_command, parse_rating,
+                      rating_buttons, split_message)
+
+__all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "rating_buttons",
+           "split_message", "parse_rating"]
+log = logging.getLogger(__name__)
+SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+
+
+@dataclass(frozen=True)
+class Request:
+    """One message addressed to the bot, as an adapter saw it."""
+
+    platform: str  # "console" | "telegram" | "discord"
+    chat_id: str
+    user_id: str
+    user_name: str = ""
+    chat_name: str = ""
+    text: str = ""  # whole message, e.g. "/proverb armenian Once upon"; "/austen@mybot x" ok
+    roles: tuple[str, ...] = ()  # platform role ids/names (Discord), for admin-by-role
+    bot_username: str = ""  # to ignore commands addressed to another bot (/austen@otherbot)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to send back; adapters split ``text`` with ``split_message``."""
+
+    text: str  # plain text, never markup
+    rate_generation: int | None = None  # a generation id: attach thumbs up/down buttons
+    photo: bytes | None = None  # PNG, sent with ``text`` as caption
+    silent: bool = False  # nothing to send (e.g. a command for another bot)
+
+
+class UserError(Exception):
+    """A request we refuse; the message is the reply, ``outcome`` goes to the log."""
+
+    def __init__(self, message: str, outcome: Outcome = Outcome.BAD_INPUT):
+        super().__init__(message)
+        self.outcome = outcome
+
+
+@dataclass
+class Context:
+    """One request being handled: the parsed command and the record that will be logged."""
+
+    request: Request
+    command: str
+    args: str
+    record: RequestRecord
+
+
+class Core:
+    def __init__(self, book: StyleBook, db: Database, client: GenerationClient,
+                 settings: BotSettings):
+        from bot.commands import build_commands  # commands import Core's types
+
+        self.book, self.db, self.client, self.settings = book, db, client, settings
+        self.limiter = RateLimiter(settings.rate_burst, settings.rate_per_minute)
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._queued = 0  # generations running or waiting for a slot
+        self._last: dict[tuple[str, str, str], int] = {}  # console /rate: last text
+        self.registry = build_commands(self)
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, *, db: Database | None = None,
+                    client: GenerationClient | None = None) -> "Core":
+        """The bot as config.toml (``$BOT_CONFIG``) describes it: the one wiring point."""
+        book = load_styles(path)
+        settings = load_settings(book.path)
+        return cls(book, db or Database(), client or make_client(), settings)
+
+    async def close(self) -> None:
+        await self.client.close()
+        await asyncio.to_thread(self.db.close)
+
+    # ----------------------------------------------------------------- entry points
+
+    async def handle(self, request: Request) -> Reply:
+        """The reply to one message; never raises (a bug becomes a short apology)."""
+        try:
+            return await self._handle(request)
+        except Exception:
+            log.exception("handling %s message %r failed", request.platform,
+                          request.text[:80])
+            return Reply(SORRY)
+
+    async def rate(self, request: Request, data: str) -> str:
+        """Store a rating from button data; a short acknowledgement. Never raises."""
+        parsed = parse_rating(data)
+        if parsed is None:
+            return "Sorry, I do not recognise that button."
+        try:
+            old, new = await self.db.run(_store_rating, request, *parsed)
+        except NotFound:
+            return "Sorry, I no longer have that text, so it cannot be rated."
+        except StorageError as exc:
+            log.error("rating not stored: %s", exc)
+            return "Sorry, I could not record that rating just now; please try again."
+        except Exception:
+            log.exception("rating %r failed", data)
+            return SORRY
+        thumb = THUMBS_UP if new > 0 else THUMBS_DOWN
+        if old is None:
+            return f"Thanks for the {thumb}!"
+        return f"You already gave it {thumb}." if old == new else f"Changed to {thumb}."
+
+    def commands(self) -> list[tuple[str, str]]:
+        """(command, description) for every platform's command menu."""
+        return [(c.name, c.description) for c in self.registry.values()
+                if not c.platforms]
+
+    def is_admin(self, request: Request) -> bool:
+        if request.user_id in self.settings.admin_ids(request.platform):
+            return True
+        return request.platform == "discord" and bool(
+            set(request.roles) & self.settings.admin_roles)
+
+    # ----------------------------------------------------------------- dispatch
+
+    async def _handle(self, request: Request) -> Reply:
+        parsed = parse_command(request.text, request.bot_username)
+        if parsed.other_bot:
+            return Reply("", silent=True)
+        record = RequestRecord(request.platform, request.user_id or "?",
+                               request.chat_id or "?", user_name=request.user_name,
+                               chat_title=request.chat_name, command=parsed.command,
+                               prime=parsed.args)
+        ctx = Context(request, parsed.command, parsed.args, record)
+        try:
+            reply = await self._dispatch(ctx)
+        except UserError as exc:
+            record.outcome, record.error = exc.outcome.value, str(exc)
+            reply = Reply(str(exc))
+        logged = await self._log(record)
+        if record.text is not None and logged is not None:
+            self._last[(request.platform, request.chat_id, request.user_id)] = \
+                logged.generation_id
+            reply = dataclasses.replace(reply, rate_generation=logged.generation_id)
+        return reply
+
+    async def _dispatch(self, ctx: Context) -> Reply:
+        # Admins are exempt: they run the bot (and the console's user is one).
+        wait = 0.0 if self.is_admin(ctx.request) else self.limiter.take(
+            (ctx.request.platform, ctx.request.user_id))
+        if wait:
+            raise UserError(f"Slow down a little, please: try again in "
+                            f"{math.ceil(wait)} s.", Outcome.RATE_LIMITED)
+        command = self.registry.get(ctx.command)
+        if command is None or (command.platforms
+                               and ctx.request.platform not in command.platforms):
+            text = self.registry["help"].handler  # unknown command or plain text: help
+            reply = await text(ctx)
+            ctx.record.outcome = Outcome.BAD_INPUT.value
+            if ctx.command:
+                ctx.record.error = f"unknown command /{ctx.command}"
+                return Reply(f"Sorry, I do not know /{ctx.command}.\n\n{reply.text}")
+            ctx.record.error = "no command"
+            return Reply(f"Start with a command, e.g. /austen.\n\n{reply.text}")
+        if command.admin and not self.is_admin(ctx.request):
+            raise UserError(f"Sorry, /{command.name} is for the bot's admins.")
+        return await command.handler(ctx)
+
+    async def _log(self, record: RequestRecord):
+        """Store the request; a storage failure is logged, never shown to the user."""
+        try:
+            return await self.db.log_request(record)
+        except Exception:
+            log.exception("request %s (%s) could not be logged", record.uid,
+                          record.command)
+            return None
+
+    # ----------------------------------------------------------------- generation
+
+    async def generate(self, ctx: Context, style: Style, prime: str) -> Reply:
+        """Write text in ``style`` after ``prime``; fills the record for the log."""
+        rec = ctx.record
+        rec.style, rec.variant, rec.prime = style.name, style.variant, prime
+        if len(prime) > self.settings.max_prime_chars:
+            raise UserError(f"That text is {len(prime):,} characters long; I read at most "
+                            f"{self.settings.max_prime_chars:,}. Please send a shorter one.")
+        temperature, _ = await self._temperature(ctx.request, style)
+        params = SamplingParams(temperature=temperature, top_k=self.book.top_k,
+                                top_p=self.book.top_p, max_chars=style.default_chars,
+                                stop=style.stop)
+        rec.temperature, rec.top_k, rec.top_p = temperature, params.top_k, params.top_p
+        rec.max_chars = params.max_chars
+        try:
+            result = await self._bounded(style.name, prime, params)
+        except Busy as exc:
+            raise UserError(f"Sorry, I am {exc}.", Outcome.BUSY) from None
+        except GenerationError as exc:
+            raise UserError(f"Sorry, {exc}.", Outcome.ERROR) from None
+        gen = result.generation
+        rec.text, rec.stop_reason, rec.seed = gen.text, gen.stop_reason, gen.seed
+        rec.model_version, rec.latency_ms = gen.version, round(result.latency_ms)
+        text = gen.full_text or "(The model wrote nothing this time; try again.)"
+        if gen.dropped:
+            text += f"\n\n(I left out characters this model has never seen: {gen.dropped})"
+        return Reply(text)
+
+    async def _bounded(self, style: str, prime: str, params: SamplingParams):
+        # Bounded in flight, bounded waiting: a burst queues briefly instead of failing,
+        # and only past max_waiting does anyone get "busy".
+        if self._queued >= self.settings.max_in_flight + self.settings.max_waiting:
+            raise Busy("busy writing for others; try again in a moment")
+        self._queued += 1
+        try:
+            async with self._slots:
+                return await self.client.generate(style, prime, params)
+        finally:
+            self._queued -= 1
+
+    async def _temperature(self, chat: Request, style: Style) -> tuple[float, str]:
+        """The temperature for ``style`` in this chat and where it comes from.
+
+        The one place it is chosen: chat > style > global setting > config default.
+        (Issue 6's bandit plugs in here when nobody fixed a value.)
+        """
+        found = await self.db.run(_effective_temperature, chat, style)
+        return found.value, found.scope
+
+    async def rollback(self, style: str) -> str:
+        """Serve the style's previous model version again; a one-line report.
+
+        The one place a rollback happens. For now it is storage bookkeeping (promote the
+        previous version); the model registry's own operation plugs in here.
+        """
+        from bot.commands import rollback_version  # storage work, kept beside /models
+
+        return await self.db.run(rollback_version, style)
+
+
+def _chat_id(session, request: Request) -> int:
+    return get_or_create_chat(session, request.platform, request.chat_id or "?",
+                              request.chat_name)
+
+
+def _user_id(session, request: Request) -> int:
+    return get_or_create_user(session, request.platform, request.user_id or "?",
+                              request.user_name)
+
+
+def _effective_temperature(session, request: Request, style: Style):
+    return effective_temperature(session, style.name, _chat_id(session, request),
+                                 style.temperature)
+
+
+def _store_rating(session, request: Request, generation_id: int, value: int):
+    user_id = _user_id(session, request)
+    old = rating_by(session, generation_id, user_id)
+    store_rating(session, generation_id, user_id, value)
+    return old, value

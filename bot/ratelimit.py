@@ -1,0 +1,41 @@
+"""Per-user token buckets: a burst of requests, then a steady refill rate.
+
+Used on the event loop only (no locks). Idle buckets are dropped so memory stays
+bounded however many users pass by.
+
+    limiter = RateLimiter(burst=5, per_minute=12)
+    wait_s = limiter.take(("telegram", "42"))   # 0.0 = allowed, else seconds to wait
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Hashable
+
+MAX_BUCKETS = 100_000
+
+
+class RateLimiter:
+    def __init__(self, burst: float, per_minute: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.burst, self.rate = float(burst), per_minute / 60.0
+        self.clock = clock
+        self._buckets: dict[Hashable, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: Hashable) -> float:
+        """Spend one token: 0.0 if allowed, else the seconds until one is available."""
+        now = self.clock()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1.0:
+            self._store(key, tokens - 1.0, now)
+            return 0.0
+        self._store(key, tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def _store(self, key: Hashable, tokens: float, now: float) -> None:
+        if len(self._buckets) >= MAX_BUCKETS and key not in self._buckets:
+            # A full bucket is the same as no bucket: drop those, they lose nothing.
+            full_after = (self.burst / self.rate) if self.rate else float("inf")
+            self._buckets = {k: v for k, v in self._buckets.items()
+                             if now - v[1] < full_after}
+        self._buckets[key] = (tokens, now)

@@ -1,0 +1,106 @@
+"""The bot's own settings from config.toml: admins, rate limits, bounds, adapter options.
+
+Tables read (all optional; defaults below): ``[bot]``, ``[rate_limit]``, ``[admins]``,
+``[telegram]``. Secrets (tokens) never live here: they come from the environment.
+A wrong value raises ``genmodels.styles.ConfigError`` naming the key.
+
+    python -c "from bot.settings import load_settings; print(load_settings())"
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genmodels.styles import DEFAULT_CONFIG, ConfigError
+
+PLATFORMS = ("console", "telegram", "discord")
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """Everything the core needs besides styles; frozen, built once at start-up."""
+
+    # Per-platform admin user ids (strings), and Discord role ids or names.
+    admins: dict[str, frozenset[str]] = field(default_factory=dict)
+    admin_roles: frozenset[str] = frozenset()
+    chat_temperature_for_all: bool = True  # may non-admins set their chat's temperature?
+    rate_burst: float = 5.0  # token bucket: this many requests at once ...
+    rate_per_minute: float = 12.0  # ... refilled at this rate, per user
+    max_in_flight: int = 4  # generations running at once (more wait, up to max_waiting)
+    max_waiting: int = 200  # beyond this the bot answers "busy" at once
+    max_prime_chars: int = 1000  # a longer prime is refused with a clear reply
+    # Telegram: "polling" (default) or "webhook" (then webhook_url, listen, port).
+    telegram_mode: str = "polling"
+    telegram_webhook_url: str = ""
+    telegram_listen: str = "127.0.0.1"
+    telegram_port: int = 8443
+
+    def admin_ids(self, platform: str) -> frozenset[str]:
+        return self.admins.get(platform, frozenset())
+
+
+def _number(table: dict, key: str, where: str, default, low: float, kind=float):
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+        raise ConfigError(f"{where}.{key}: must be a number >= {low:g}, got {value!r}")
+    if kind is int and not isinstance(value, int):
+        raise ConfigError(f"{where}.{key}: must be an integer, got {value!r}")
+    return kind(value)
+
+
+def _ids(value, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise ConfigError(f"{where}: expected a list of user ids, got {value!r}")
+    return frozenset(str(v) for v in value)
+
+
+def _table(doc: dict, name: str) -> dict:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a table, got {value!r}")
+    return value
+
+
+def settings_from_doc(doc: dict) -> BotSettings:
+    """Validate the parsed TOML document's bot tables."""
+    bot, rate, admins, tg = (_table(doc, n) for n in ("bot", "rate_limit", "admins",
+                                                      "telegram"))
+    admin_map = {p: _ids(admins.get(p, []), f"admins.{p}") for p in PLATFORMS}
+    roles = _ids(admins.get("discord_roles", []), "admins.discord_roles")
+    unknown = sorted(set(admins) - set(PLATFORMS) - {"discord_roles"})
+    if unknown:
+        raise ConfigError(f"admins.{unknown[0]}: unknown platform (known: "
+                          f"{', '.join(PLATFORMS)}, discord_roles)")
+    everyone = bot.get("chat_temperature_for_all", True)
+    if not isinstance(everyone, bool):
+        raise ConfigError(f"bot.chat_temperature_for_all: expected true or false, "
+                          f"got {everyone!r}")
+    mode = tg.get("mode", "polling")
+    if mode not in ("polling", "webhook"):
+        raise ConfigError(f"telegram.mode: 'polling' or 'webhook', got {mode!r}")
+    if mode == "webhook" and not isinstance(tg.get("webhook_url"), str):
+        raise ConfigError("telegram.webhook_url: required in webhook mode")
+    return BotSettings(
+        admins=admin_map, admin_roles=roles, chat_temperature_for_all=everyone,
+        rate_burst=_number(rate, "burst", "rate_limit", 5, 1),
+        rate_per_minute=_number(rate, "per_minute", "rate_limit", 12, 0.01),
+        max_in_flight=_number(bot, "max_in_flight", "bot", 4, 1, int),
+        max_waiting=_number(bot, "max_waiting", "bot", 200, 0, int),
+        max_prime_chars=_number(bot, "max_prime_chars", "bot", 1000, 1, int),
+        telegram_mode=mode, telegram_webhook_url=tg.get("webhook_url", ""),
+        telegram_listen=str(tg.get("listen", "127.0.0.1")),
+        telegram_port=_number(tg, "port", "telegram", 8443, 1, int))
+
+
+def load_settings(path: str | Path | None = None) -> BotSettings:
+    """Read ``$BOT_CONFIG`` (or the repository's config.toml) and validate the bot tables."""
+    path = Path(path or os.environ.get("BOT_CONFIG") or DEFAULT_CONFIG)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return settings_from_doc(doc)
