@@ -5,6 +5,10 @@ whether the text comes from a sampler in this process, a batching engine (issue 
 the HTTP inference service is a configuration choice. Errors a user may see are the
 three exceptions below; their messages are short and safe to show.
 
+``make_client()`` picks the client from config.toml's ``[inference]`` table: the
+in-process batching engine (``genmodels.engine.EngineClient``, the default) or, when
+``url`` is set, the HTTP inference service (``genmodels.http_client.HttpClient``).
+
 ``LocalClient`` runs one ``Sampler`` per style in a worker thread (sampling is NumPy,
 which releases the GIL in BLAS calls, and never blocks the event loop), with a bound on
 generations in flight: past it, ``Busy`` is raised at once instead of queueing.
@@ -12,8 +16,11 @@ generations in flight: past it, ``Busy`` is raised at once instead of queueing.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from genmodels import artifact
@@ -88,3 +95,41 @@ class LocalClient:
 
     async def close(self) -> None:
         self._samplers.clear()
+
+
+INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 64,
+                      "max_queue": 256, "poll_s": 2.0, "backend": "auto"}
+
+
+def inference_settings(path: str | Path | None = None) -> dict:
+    """The ``[inference]`` table of config.toml over the defaults (keys checked)."""
+    path = Path(path or os.environ.get("BOT_CONFIG") or Path(__file__).resolve().parent.parent
+                / "config.toml")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("inference", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        table = {}  # load_styles reports a broken config; serving falls back to defaults
+    unknown = sorted(set(table) - set(INFERENCE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"inference.{unknown[0]}: unknown key (known: "
+                         f"{', '.join(INFERENCE_DEFAULTS)})")
+    out = INFERENCE_DEFAULTS | table
+    for key, default in INFERENCE_DEFAULTS.items():
+        if not isinstance(out[key], type(default)) and not (
+                isinstance(default, float) and isinstance(out[key], int)):
+            raise ValueError(f"inference.{key}: expected {type(default).__name__}, "
+                             f"got {out[key]!r}")
+    return out
+
+
+def make_client(config: str | Path | None = None) -> GenerationClient:
+    """The client config.toml asks for: the HTTP service when ``[inference] url`` is set,
+    else the in-process batching engine (``genmodels.engine``)."""
+    cfg = inference_settings(config)
+    if cfg["url"]:
+        from genmodels.http_client import HttpClient
+        return HttpClient(cfg["url"], timeout_s=float(cfg["timeout_s"]),
+                          retries=cfg["retries"], secret=os.environ.get("INFERENCE_SECRET"))
+    from genmodels.engine import Engine, EngineClient  # late: engine imports this module
+    return EngineClient(Engine(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
+                               poll_s=float(cfg["poll_s"]), backend=cfg["backend"]))

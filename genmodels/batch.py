@@ -1,0 +1,187 @@
+"""One model version's batch: the rows (requests) stepping together, and the step itself.
+
+A ``Batch`` holds every active request on one loaded model version in one LSTM state
+(one column per request). Each ``step()`` advances every row by one character:
+
+* a row still reading its context (stop sequence + prime, as ``Sampler.generate``
+  feeds it) is fed its next context id and its logits are ignored;
+* a row past its context samples its next id with its own params and seed stream
+  (``batch_sampling``), and finishes when its stop rule or length limit fires.
+
+Rows join and leave between steps; the state is compacted so a step only computes the
+live rows. ``genmodels.engine`` drives batches from its per-model thread.
+
+    python -m pytest tests/genmodels/test_engine.py -q
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from genmodels.artifact import Artifact
+from genmodels.batch_sampling import NoiseBank, RowParams, choose_batch
+from genmodels.kernel import NumpyLSTM
+from genmodels.sampler import STOP_RULES, Generation, SamplingParams, _stopped
+
+
+class NumpyBackend:
+    """The CPU step: ``genmodels.kernel.NumpyLSTM`` with (features, rows) state."""
+
+    name = "numpy"
+
+    def __init__(self, art: Artifact):
+        self.lstm = NumpyLSTM(art.weights, art.model_config)
+
+    def new_state(self, n: int):
+        return self.lstm.zero_state(n)
+
+    def step(self, ids: np.ndarray, state) -> np.ndarray:
+        """(n,) ids -> (n, V) float32 logits, C-contiguous; the state advances."""
+        return np.ascontiguousarray(self.lstm.step_columns(ids, state).T)
+
+    def resize(self, state, keep: np.ndarray, add: int):
+        """Keep the columns ``keep`` (in that order), then append ``add`` zero columns."""
+        for arrays in (state.x, state.c):
+            for i, a in enumerate(arrays):
+                kept = a[:, keep]
+                arrays[i] = np.hstack([kept, np.zeros((a.shape[0], add), a.dtype)]) \
+                    if add else np.ascontiguousarray(kept)
+        return state
+
+
+@dataclass(eq=False)
+class Row:
+    """One request inside a batch."""
+
+    prime: str  # as the model reads it (after the unseen-character policy)
+    dropped: str
+    params: SamplingParams
+    seed: int
+    context: list[int]  # ids fed before sampling: stop sequence + prime
+    future: Future
+    submitted: float  # time.monotonic() at submit
+    started: float = 0.0  # when the row joined a batch
+    out: list[str] = field(default_factory=list)
+    slot: int = -1
+
+    @property
+    def stop(self) -> str:
+        return STOP_RULES[self.params.stop]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a finished row hands back to its caller."""
+
+    generation: Generation
+    queued_ms: float  # waiting for a slot
+    generate_ms: float  # from joining the batch to the last character
+    steps: int  # batch steps this row took part in (context + characters)
+
+
+def _resolve(fut: Future, value=None, error: BaseException | None = None) -> None:
+    """Complete a future unless its caller already cancelled it."""
+    if fut.done():
+        return
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(value)
+    except InvalidStateError:  # cancelled between the check and here
+        pass
+
+
+class Batch:
+    """The live rows of one model version, stepped together."""
+
+    def __init__(self, art: Artifact, backend, capacity: int):
+        self.art, self.version = art, art.version
+        self.chars = art.vocab.chars
+        self.backend = backend
+        self.rows: list[Row] = []
+        self.state = backend.new_state(0)
+        self.ids = np.zeros(0, np.intp)
+        self.left = np.zeros(0, np.int64)  # context ids still to feed after this step
+        self.n_out = np.zeros(0, np.int64)  # characters sampled so far
+        self.noise = NoiseBank(len(self.chars), capacity)
+        self._free = list(range(capacity - 1, -1, -1))
+        self._params = RowParams([], [], [])
+        self.steps = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def admit(self, new: list[Row]) -> list[Row]:
+        """Drop finished or cancelled rows, add ``new`` ones (state compacted).
+
+        Returns the rows that left, so the caller can count them.
+        """
+        keep = [i for i, r in enumerate(self.rows) if not r.future.done()]
+        gone = [r for r in self.rows if r.future.done()]
+        for r in gone:
+            self.noise.close(r.slot)
+            self._free.append(r.slot)
+        if not gone and not new:
+            return gone
+        now = time.monotonic()
+        for r in new:
+            r.slot, r.started = self._free.pop(), now
+            self.noise.open(r.slot, r.seed)
+        idx = np.asarray(keep, np.intp)
+        self.rows = [self.rows[i] for i in keep] + new
+        self.state = self.backend.resize(self.state, idx, len(new))
+        self.ids = np.concatenate([self.ids[idx], [r.context[0] for r in new]]).astype(np.intp)
+        self.left = np.concatenate([self.left[idx], [len(r.context) - 1 for r in new]]
+                                   ).astype(np.int64)
+        self.n_out = np.concatenate([self.n_out[idx], np.zeros(len(new), np.int64)])
+        ps = [r.params for r in self.rows]
+        self._params = RowParams([p.temperature for p in ps], [p.top_k for p in ps],
+                                 [p.top_p for p in ps])
+        return gone
+
+    def step(self) -> int:
+        """Advance every row one character; returns the characters sampled."""
+        logits = self.backend.step(self.ids, self.state)
+        self.steps += 1
+        sampling = np.flatnonzero(self.left == 0)
+        for i in np.flatnonzero(self.left > 0):  # still reading the context
+            row = self.rows[i]
+            self.ids[i] = row.context[len(row.context) - self.left[i]]
+            self.left[i] -= 1
+        if sampling.size == 0:
+            return 0
+        slots = np.fromiter((self.rows[i].slot for i in sampling), np.intp, sampling.size)
+        noise = self.noise.rows(slots, self.n_out[sampling])
+        nxt = choose_batch(logits[sampling], self._params.take(sampling), noise)
+        self.n_out[sampling] += 1
+        self.ids[sampling] = nxt
+        for i, c in zip(sampling.tolist(), nxt.tolist()):
+            self._append(self.rows[i], self.chars[c])
+        return int(sampling.size)
+
+    def _append(self, row: Row, ch: str) -> None:
+        out, stop = row.out, row.stop
+        out.append(ch)
+        if stop and ch == stop[-1] and _stopped(out, stop):
+            del out[-len(stop):]
+            self._finish(row, "stop")
+        elif len(out) >= row.params.max_chars:
+            self._finish(row, "max_chars")
+
+    def _finish(self, row: Row, reason: str) -> None:
+        now = time.monotonic()
+        gen = Generation(prime=row.prime, text="".join(row.out), stop_reason=reason,
+                         seed=row.seed, dropped=row.dropped, version=self.version)
+        steps = len(row.context) + len(row.out)
+        _resolve(row.future, Completion(gen, (row.started - row.submitted) * 1e3,
+                                        (now - row.started) * 1e3, steps))
+
+    def fail(self, error: BaseException) -> list[Row]:
+        """A step failed: every row's caller gets ``error``; the batch empties."""
+        for row in self.rows:
+            _resolve(row.future, error=error)
+        return self.admit([])
