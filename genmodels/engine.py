@@ -177,7 +177,8 @@ class ModelLoop:
         with self._cond:
             if not self._running:
                 raise GenerationError("the inference engine is not running")
-            active = sum(len(b) for b in self._batches)
+            # Rows cancelled or finished but not yet swept out do not count.
+            active = sum(not r.future.done() for b in self._batches for r in b.rows)
             if len(self._queue) + active >= self.max_batch + self.max_queue:
                 self.stats.requests["busy"] += 1
                 raise Busy("busy writing for others; try again in a moment")
@@ -231,7 +232,10 @@ class ModelLoop:
                 self._step(batch)
 
     def _admit(self) -> None:
-        """Move waiting rows into the newest batch; retire empty old versions."""
+        """Free finished/cancelled rows, move waiting rows into the newest batch, and
+        retire old versions once their last row has left."""
+        for batch in self._batches:
+            self.stats.count_gone(batch.admit([]))
         active = sum(len(b) for b in self._batches)
         new: list[Row] = []
         while self._queue and active + len(new) < self.max_batch:
@@ -241,8 +245,8 @@ class ModelLoop:
             else:
                 new.append(row)
         newest = self._batches[-1]
-        for batch in self._batches:
-            self.stats.count_gone(batch.admit(new if batch is newest else []))
+        if new:
+            newest.admit(new)
         self._batches = [b for b in self._batches[:-1] if len(b)] + [newest]
 
     def _step(self, batch: Batch) -> None:
@@ -258,6 +262,8 @@ class ModelLoop:
         self.stats.steps += 1
         self.stats.batch_rows += len(batch)
         self.stats.chars += n
+        if n:  # sweep finished rows now: their slots and counts are current at once
+            self.stats.count_gone(batch.admit([]))
 
 
 class Engine:

@@ -1,0 +1,255 @@
+"""The batching engine: batched == single-stream, joins/leaves, bounds, cancellation,
+step failures, hot reload, and no TensorFlow in the chat process."""
+import asyncio
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine_testing import install_gate, wait_for
+from genmodels.batch_sampling import RowParams, choose_batch
+from genmodels.engine import Engine, EngineClient
+from genmodels.generation import Busy, GenerationError, ModelUnavailable
+from genmodels.registry import activate
+from genmodels.sampler import Sampler, SamplingParams, choose
+
+TEXT = "the cat sat.\nthe dog ran.\n\na red hat, a hot sun!\n"
+
+
+@pytest.fixture
+def art(artifact_factory, tmp_path):
+    a = artifact_factory(text=TEXT, hidden=12, seed=3, scale=0.9)
+    a.save(tmp_path / "tiny")
+    return a
+
+
+def engine_for(art, **kw) -> Engine:
+    return Engine(paths={"tiny": art.path}, backend="numpy", **kw).start()
+
+
+def mixed_params(n: int) -> list[SamplingParams]:
+    """Every kind of row: greedy, plain, top-k, top-p, both; all three stop rules."""
+    temps, ks, ps = [0.0, 0.7, 1.0, 1.6], [0, 3, 0, 8, 1], [1.0, 0.9, 0.5]
+    stops = ["end_of_line", "blank_line", "none"]
+    return [SamplingParams(temperature=temps[i % 4], top_k=ks[i % 5], top_p=ps[i % 3],
+                           seed=1000 + i, max_chars=5 + (i * 7) % 60, stop=stops[i % 3])
+            for i in range(n)]
+
+
+PRIMES = ["", "the ", "a red", "the\u00a0cat\u00e9"]  # last: a look-alike and a dropped char
+
+
+def test_choose_batch_matches_choose_row_by_row():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (40, 17)).astype(np.float32)
+    noise = rng.gumbel(size=(40, 17)).astype(np.float32)
+    params = mixed_params(40)
+    rows = RowParams([p.temperature for p in params], [p.top_k for p in params],
+                     [p.top_p for p in params])
+    got = choose_batch(logits.copy(), rows, noise)
+    want = [choose(logits[i].copy(), params[i], noise[i]) for i in range(40)]
+    assert got.tolist() == want
+
+
+def test_batch_of_64_writes_what_the_sampler_writes(art):
+    engine = engine_for(art)
+    try:
+        params = mixed_params(64)
+        futures = [engine.submit("tiny", PRIMES[i % 4], p) for i, p in enumerate(params)]
+        batched = [f.result(timeout=60).generation for f in futures]
+        alone = [engine.submit("tiny", PRIMES[i % 4], params[i]).result(timeout=60).generation
+                 for i in (0, 13, 63)]
+    finally:
+        engine.stop()
+    sampler = Sampler(art)
+    for i, p in enumerate(params):
+        assert batched[i] == sampler.generate(PRIMES[i % 4], p), i
+    assert alone == [batched[0], batched[13], batched[63]]
+    reasons = {g.stop_reason for g in batched}
+    assert reasons == {"stop", "max_chars"}  # both stop rules and length limits fired
+    assert batched[3].dropped == "\u00e9"  # the prime's unknown char is reported
+    assert all(g.version == art.version for g in batched)
+
+
+def test_requests_join_and_leave_mid_batch(art, monkeypatch):
+    gate = install_gate(monkeypatch)
+    engine = engine_for(art)
+    loop = engine.loop("tiny")
+    long_p = SamplingParams(seed=1, max_chars=300, stop="none")
+    short_p = SamplingParams(seed=2, max_chars=5, stop="none")
+    try:
+        first = engine.submit("tiny", "the ", long_p)
+        gate.release(10)
+        gate.wait_steps(10)  # the long one is writing
+        second = engine.submit("tiny", "a", short_p)
+        gate.open = True
+        gate.release(1)  # the step that may be waiting
+        short = second.result(timeout=30)
+        long = first.result(timeout=30)
+    finally:
+        engine.stop()
+    sampler = Sampler(art)
+    assert short.generation == sampler.generate("a", short_p)
+    assert long.generation == sampler.generate("the ", long_p)
+    assert loop.stats.batch_rows > loop.stats.steps  # some steps carried both rows
+    assert loop.depth() == (0, 0)
+
+
+def test_full_queue_answers_busy_at_once(art, monkeypatch):
+    install_gate(monkeypatch)  # nothing is released: the first request holds the slot
+    engine = engine_for(art, max_batch=1, max_queue=1)
+    try:
+        engine.submit("tiny", "", SamplingParams(seed=1))
+        engine.submit("tiny", "", SamplingParams(seed=2))
+        with pytest.raises(Busy):
+            engine.submit("tiny", "", SamplingParams(seed=3))
+        assert engine.loop("tiny").stats.requests["busy"] == 1
+    finally:
+        engine.stop()
+
+
+def test_cancelled_request_frees_its_slot(art, monkeypatch):
+    gate = install_gate(monkeypatch)
+    engine = engine_for(art, max_batch=1, max_queue=0)
+    loop = engine.loop("tiny")
+    try:
+        hog = engine.submit("tiny", "", SamplingParams(seed=1, max_chars=3000, stop="none"))
+        gate.release(2)
+        gate.wait_steps(2)
+        with pytest.raises(Busy):
+            engine.submit("tiny", "", SamplingParams(seed=2))
+        assert hog.cancel()
+        gate.open = True
+        gate.release(1)
+        done = engine.submit("tiny", "the", SamplingParams(seed=2, max_chars=20)).result(30)
+        assert done.generation.text
+        assert loop.stats.requests["cancelled"] == 1
+    finally:
+        engine.stop()
+
+
+def test_cancelling_the_awaiting_task_frees_the_slot(art, monkeypatch):
+    gate = install_gate(monkeypatch)
+
+    async def scenario():
+        client = EngineClient(engine_for(art, max_batch=1, max_queue=0))
+        loop = client.engine.loop("tiny")
+        task = asyncio.create_task(client.generate(
+            "tiny", "", SamplingParams(seed=1, max_chars=3000, stop="none")))
+        while loop.depth()[0] == 0:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.open = True
+        gate.release(1)
+        result = await client.generate("tiny", "a", SamplingParams(seed=5, max_chars=10))
+        await client.close()
+        return result, loop.stats.requests
+
+    result, counts = asyncio.run(scenario())
+    assert result.generation == Sampler(art).generate("a", SamplingParams(seed=5, max_chars=10))
+    assert counts["cancelled"] == 1 and counts["ok"] == 1
+
+
+def test_a_failed_step_reaches_every_waiter_and_the_loop_survives(art, monkeypatch):
+    gate = install_gate(monkeypatch)
+    engine = engine_for(art)
+    try:
+        futures = [engine.submit("tiny", "", SamplingParams(seed=i, max_chars=50))
+                   for i in range(3)]
+        wait_for(lambda: engine.loop("tiny").depth() == (3, 0), "all three rows stepping")
+        gate.fail_next = 1
+        gate.open = True
+        gate.release(1)
+        for f in futures:
+            with pytest.raises(GenerationError, match="generation failed"):
+                f.result(timeout=30)
+        p = SamplingParams(seed=9, max_chars=30)
+        after = engine.submit("tiny", "the", p).result(timeout=30)
+        assert after.generation == Sampler(art).generate("the", p)
+        assert engine.loop("tiny").stats.requests["error"] == 3
+    finally:
+        engine.stop()
+
+
+def test_hot_reload_keeps_requests_in_flight_on_their_version(artifact_factory, tmp_path,
+                                                                monkeypatch):
+    root = tmp_path / "registry"
+    monkeypatch.setenv("MODEL_REGISTRY", str(root))
+    old = artifact_factory(text=TEXT, hidden=12, seed=1, style="tiny")
+    new = artifact_factory(text=TEXT, hidden=12, seed=2, style="tiny")
+    old.save(root / "tiny" / "v1")
+    new.save(root / "tiny" / "v2")
+    activate("tiny", "v1")
+    gate = install_gate(monkeypatch)
+    engine = Engine(poll_s=3600).start()  # reload() is called by hand: no timing
+    loop = engine.loop("tiny")
+    long_p = SamplingParams(seed=4, max_chars=200, stop="none")
+    try:
+        first = engine.submit("tiny", "the", long_p)
+        gate.release(5)
+        gate.wait_steps(5)
+        activate("tiny", "v2")
+        loop.reload(wait=True)
+        assert loop.version == new.version
+        second = engine.submit("tiny", "the", long_p)
+        gate.open = True
+        gate.release(2)
+        a, b = first.result(timeout=30).generation, second.result(timeout=30).generation
+        wait_for(lambda: len(loop._batches) == 1, "the old version to retire")
+    finally:
+        engine.stop()
+    assert (a.version, b.version) == (old.version, new.version)
+    assert a == Sampler(old).generate("the", long_p)
+    assert b == Sampler(new).generate("the", long_p)
+    assert loop.stats.reloads == 1
+
+
+def test_missing_model_is_unavailable(tmp_path):
+    engine = Engine(paths={"gone": tmp_path / "nope"}, backend="numpy").start()
+    try:
+        with pytest.raises(ModelUnavailable, match="gone"):
+            engine.submit("gone", "", SamplingParams(seed=1))
+    finally:
+        engine.stop()
+
+
+def test_stopped_engine_fails_waiters_clearly(art, monkeypatch):
+    install_gate(monkeypatch)
+    engine = engine_for(art)
+    fut = engine.submit("tiny", "", SamplingParams(seed=1))
+    engine.stop()
+    with pytest.raises(GenerationError, match="stopped"):
+        fut.result(timeout=5)
+    with pytest.raises(GenerationError, match="not running"):
+        engine.loop("tiny").submit("", SamplingParams(seed=1))
+
+
+def test_the_chat_side_never_imports_tensorflow(bot, env_for, artifact_factory):
+    root = bot.root / "registry"
+    artifact_factory(text=TEXT, style="tiny").save(root / "tiny" / "v1")
+    activate("tiny", "v1", root=root)
+    code = (
+        "import asyncio, json, sys\n"
+        "from genmodels.generation import make_client\n"
+        "from genmodels.sampler import SamplingParams\n"
+        "import genmodels.service, genmodels.http_client, genmodels.tf_backend\n"
+        "from genmodels.tf_backend import gpu_visible\n"
+        "async def go():\n"
+        "    c = make_client()\n"
+        "    r = await c.generate('tiny', 'the', SamplingParams(seed=1, max_chars=20))\n"
+        "    await c.close()\n"
+        "    return type(c).__name__, r.generation.text\n"
+        "name, text = asyncio.run(go())\n"
+        "print(json.dumps({'client': name, 'text': text, 'gpu': gpu_visible(),\n"
+        "                  'tf': 'tensorflow' in sys.modules}))\n")
+    env = env_for(bot.config, MODEL_REGISTRY=str(root))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=bot.root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["client"] == "EngineClient" and out["text"]
+    assert out["tf"] is False
