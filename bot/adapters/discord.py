@@ -1,0 +1,310 @@
+"""The Discord adapter: discord.py slash commands (and prefix commands) <-> the core.
+
+    adapter = DiscordAdapter(core, load_discord_settings())   # [discord] in config.toml
+    await adapter.start(os.environ["DISCORD_TOKEN"])   # logs in, connects in the background
+    ...
+    await adapter.close()
+    # or, until the connection ends:  await run_discord(core, token, settings)
+
+Every command in ``core.commands()`` becomes a slash command with an optional ``text``
+option (commands with variants, like /proverb, also get a ``variant`` choice); they are
+synced at start. With ``message_content = true`` in [discord] (a privileged intent you
+must also enable in the developer portal) "/austen It is" and "!austen It is" typed as
+ordinary messages work too. The adapter only translates: every rule lives in the core.
+
+Replies are deferred (the model takes a moment), split at Discord's 2000 characters,
+sent with Markdown escaped and no mentions, and carry thumbs up / down buttons. The
+buttons are ``RateButton`` dynamic items: their custom_id is the core's rating data, so
+a press after a restart still reaches ``core.rate``. Errors are logged and answered
+with one short line, never a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.core import RATE_PREFIX, Core, Reply, Request, rating_buttons, split_message
+from genmodels.styles import DEFAULT_CONFIG, ConfigError
+
+log = logging.getLogger(__name__)
+LIMIT = 2000  # Discord's message length limit
+SORRY = "Sorry, something went wrong. Please try again in a moment."
+NO_MENTIONS = discord.AllowedMentions.none()
+_NAME_RE = re.compile(r"^[-_a-z0-9]{1,32}$")  # what Discord accepts as a command name
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    """The [discord] table of config.toml (the token comes from DISCORD_TOKEN)."""
+
+    message_content: bool = False  # prefix commands; needs the privileged intent
+    prefixes: tuple[str, ...] = ("!", "/")
+    sync_guild: int = 0  # 0: sync commands globally; a guild id: there, at once
+
+
+def load_discord_settings(path: str | Path | None = None) -> DiscordSettings:
+    """Read and check [discord] from ``$BOT_CONFIG`` or the repository's config.toml."""
+    path = Path(path or os.environ.get("BOT_CONFIG") or DEFAULT_CONFIG)
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("discord", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    unknown = sorted(set(table) - {"message_content", "prefixes", "sync_guild"})
+    if unknown:
+        raise ConfigError(f"discord.{unknown[0]}: unknown key")
+    content = table.get("message_content", False)
+    if not isinstance(content, bool):
+        raise ConfigError(f"discord.message_content: expected true or false, got {content!r}")
+    prefixes = table.get("prefixes", ["!", "/"])
+    if not isinstance(prefixes, list) or not all(isinstance(x, str) and x for x in prefixes):
+        raise ConfigError(f"discord.prefixes: expected a list of strings, got {prefixes!r}")
+    guild = table.get("sync_guild", 0)
+    if isinstance(guild, bool) or not isinstance(guild, int) or guild < 0:
+        raise ConfigError(f"discord.sync_guild: expected a guild id or 0, got {guild!r}")
+    return DiscordSettings(content, tuple(prefixes), guild)
+
+
+def plain_chunks(text: str, limit: int = LIMIT) -> list[str]:
+    """``text`` with Markdown escaped, in chunks that stay within ``limit`` escaped."""
+    chunks = []
+    for piece in split_message(text, limit):
+        escaped = discord.utils.escape_markdown(piece)
+        if len(escaped) <= limit:
+            chunks.append(escaped)
+        else:  # escaping at most doubles a piece, so halving the limit always ends
+            chunks.extend(plain_chunks(piece, limit // 2))
+    return chunks
+
+
+class RateButton(discord.ui.DynamicItem[discord.ui.Button],
+                 template=rf"(?P<data>{re.escape(RATE_PREFIX)}:[^\s]{{1,90}})"):
+    """A thumbs button whose custom_id is the core's rating data (survives restarts)."""
+
+    def __init__(self, data: str, label: str = "") -> None:
+        super().__init__(discord.ui.Button(label=label or None, custom_id=data,
+                                           style=discord.ButtonStyle.secondary))
+        self.data = data
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item,
+                             match: re.Match[str]) -> "RateButton":
+        return cls(match["data"], getattr(item, "label", "") or "")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        adapter: DiscordAdapter = interaction.client.adapter  # type: ignore[attr-defined]
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            ack = await adapter.core.rate(adapter.request(interaction), self.data)
+            await interaction.followup.send(ack, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except Exception as exc:  # dynamic items have no error hook of their own
+            await adapter.on_interaction_error(interaction, exc)
+
+
+def rating_view(generation_id: int) -> discord.ui.View:
+    """Thumbs up / down for one generation; timeout=None so it never expires."""
+    view = discord.ui.View(timeout=None)
+    for label, data in rating_buttons(generation_id):
+        view.add_item(RateButton(data, label))
+    return view
+
+
+class _Client(discord.Client):
+    """discord.Client that knows its adapter (buttons find the core through it)."""
+
+    def __init__(self, adapter: "DiscordAdapter", intents: discord.Intents) -> None:
+        super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
+        self.adapter = adapter
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = adapter.on_tree_error
+
+    async def setup_hook(self) -> None:
+        await self.adapter.setup()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter.on_message(message)
+
+
+class DiscordAdapter:
+    """One Discord bot in the shared event loop: ``start(token)`` / ``close()``."""
+
+    def __init__(self, core: Core, settings: DiscordSettings | None = None) -> None:
+        self.core = core
+        self.settings = settings or DiscordSettings()
+        intents = discord.Intents.default()
+        intents.message_content = self.settings.message_content
+        self.client = _Client(self, intents)
+        self._task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, token: str) -> None:
+        """Log in (raises ``discord.LoginFailure`` for a bad token), then connect."""
+        await self.client.login(token)
+        self._task = asyncio.create_task(self.client.connect(), name="discord-gateway")
+
+    async def wait(self) -> None:
+        """Until the gateway connection ends (it reconnects by itself on drops)."""
+        if self._task is not None:
+            await self._task
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def setup(self) -> None:
+        """Register the buttons and the slash commands, then sync them to Discord."""
+        self.client.add_dynamic_items(RateButton)
+        for command in self.slash_commands():
+            self.client.tree.add_command(command)
+        guild = discord.Object(self.settings.sync_guild) if self.settings.sync_guild else None
+        if guild is not None:
+            self.client.tree.copy_global_to(guild=guild)
+        synced = await self.client.tree.sync(guild=guild)
+        log.info("discord: %d slash commands synced %s", len(synced),
+                 f"to guild {guild.id}" if guild else "globally")
+
+    # ------------------------------------------------------------------ commands
+
+    def slash_commands(self) -> list[app_commands.Command]:
+        """One slash command per core command (names Discord refuses are skipped)."""
+        variants: dict[str, list[str]] = {}
+        for style in self.core.book.styles.values():
+            if style.variant:
+                variants.setdefault(style.command, []).append(style.variant)
+        styles = {s.command for s in self.core.book.styles.values()}
+        made = []
+        for name, description in self.core.commands():
+            if not _NAME_RE.match(name):
+                log.warning("discord: /%s is not a valid slash command name; skipped", name)
+                continue
+            made.append(self._command(name, description[:100] or name,
+                                      sorted(variants.get(name, [])), name in styles))
+        return made
+
+    def _command(self, name: str, description: str, variants: list[str],
+                 style: bool) -> app_commands.Command:
+        text_help = "Text to start from" if style else "Arguments, if the command takes any"
+        if variants:
+            async def run_variant(interaction: discord.Interaction,
+                                  variant: str | None = None, text: str | None = None):
+                await self.answer(interaction, " ".join(filter(None, (name, variant, text))))
+            callback = app_commands.choices(variant=[app_commands.Choice(name=v, value=v)
+                                                     for v in variants[:25]])(run_variant)
+            callback = app_commands.describe(variant="Which one (optional)",
+                                             text=text_help)(callback)
+        else:
+            async def run(interaction: discord.Interaction, text: str | None = None):
+                await self.answer(interaction, f"{name} {text}" if text else name)
+            callback = app_commands.describe(text=text_help)(run)
+        return app_commands.Command(name=name, description=description, callback=callback)
+
+    # ------------------------------------------------------------------ translating
+
+    def request(self, source: discord.Interaction | discord.Message, text: str = "") -> Request:
+        """The core's view of who asked where; roles as ids and names (admin-by-role)."""
+        user = source.user if isinstance(source, discord.Interaction) else source.author
+        channel = source.channel
+        roles: tuple[str, ...] = ()
+        if isinstance(user, discord.Member):
+            roles = tuple(x for r in user.roles if not r.is_default()
+                          for x in (str(r.id), r.name))
+        where = getattr(channel, "name", None) or "direct messages"
+        if source.guild is not None:
+            where = f"{source.guild.name} #{where}"
+        me = self.client.user
+        return Request("discord", str(getattr(channel, "id", "") or source.guild_id or ""),
+                       str(user.id), user.name, where, text, roles, me.name if me else "")
+
+    async def answer(self, interaction: discord.Interaction, text: str) -> None:
+        """Defer, ask the core, send the reply as followups."""
+        await interaction.response.defer(thinking=True)
+        reply = await self.core.handle(self.request(interaction, "/" + text))
+        if reply.silent or not (reply.text or reply.photo):
+            await interaction.delete_original_response()
+            return
+        for kwargs in _messages(reply):
+            await interaction.followup.send(**kwargs)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Prefix commands ("/austen ...", "!austen ...") when message content is on."""
+        if message.author.bot or not self.settings.message_content:
+            return
+        prefix = next((p for p in self.settings.prefixes if message.content.startswith(p)), "")
+        if not prefix or len(message.content) == len(prefix):
+            return
+        text = "/" + message.content[len(prefix):]
+        try:
+            async with message.channel.typing():
+                reply = await self.core.handle(self.request(message, text))
+            if reply.silent:
+                return
+            for kwargs in _messages(reply):
+                await message.channel.send(**kwargs)
+        except Exception:
+            log.exception("discord: prefix command %r failed", message.content[:80])
+            await _quietly(message.channel.send(SORRY, allowed_mentions=NO_MENTIONS))
+
+    # ------------------------------------------------------------------ errors
+
+    async def on_tree_error(self, interaction: discord.Interaction,
+                            error: app_commands.AppCommandError) -> None:
+        """The error handler for slash commands: log it, answer one short line."""
+        await self.on_interaction_error(interaction, getattr(error, "original", error))
+
+    async def on_interaction_error(self, interaction: discord.Interaction,
+                                   error: BaseException) -> None:
+        log.error("discord: %s failed", _describe(interaction), exc_info=error)
+        if interaction.response.is_done():
+            send = interaction.followup.send(SORRY, ephemeral=True,
+                                             allowed_mentions=NO_MENTIONS)
+        else:
+            send = interaction.response.send_message(SORRY, ephemeral=True,
+                                                     allowed_mentions=NO_MENTIONS)
+        await _quietly(send)
+
+
+def _messages(reply: Reply) -> list[dict[str, Any]]:
+    """send() keyword arguments: the photo on the first message, buttons on the last."""
+    messages: list[dict[str, Any]] = [{"content": chunk, "allowed_mentions": NO_MENTIONS}
+                                      for chunk in plain_chunks(reply.text)]
+    if reply.photo is not None:
+        if not messages:
+            messages.append({"allowed_mentions": NO_MENTIONS})
+        messages[0]["file"] = discord.File(io.BytesIO(reply.photo), filename="image.png")
+    if reply.rate_generation is not None and messages:
+        messages[-1]["view"] = rating_view(reply.rate_generation)
+    return messages
+
+
+def _describe(interaction: discord.Interaction) -> str:
+    command = interaction.command.name if interaction.command else "interaction"
+    return f"/{command} by user {interaction.user.id}"
+
+
+async def _quietly(coro) -> None:
+    """Send an error notice; if even that fails (e.g. Discord is down), just log it."""
+    try:
+        await coro
+    except Exception:
+        log.exception("discord: could not send the error notice")
+
+
+async def run_discord(core: Core, token: str, settings: DiscordSettings | None = None) -> None:
+    """Run the Discord bot in the current event loop until its connection ends."""
+    adapter = DiscordAdapter(core, settings)
+    try:
+        await adapter.start(token)
+        await adapter.wait()
+    finally:
+        await adapter.close()

@@ -1,0 +1,108 @@
+"""JSON payloads the fake Discord sends: users, a guild, messages, interactions.
+
+Only the fields discord.py 2.7 reads (or requires) are filled in; ids are plain
+integers rendered as strings, as Discord's snowflakes are.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+APP_ID = 900_000_000_000_000_001
+GUILD_ID = 900_000_000_000_000_002
+CHANNEL_ID = 900_000_000_000_000_003
+ADMIN_ROLE_ID = 900_000_000_000_000_004
+BOT_USER_ID = APP_ID  # a bot user's id is its application's id
+TIMESTAMP = "2026-11-26T12:00:00.000000+00:00"
+
+_ids = itertools.count(910_000_000_000_000_000)
+
+
+def new_id() -> int:
+    return next(_ids)
+
+
+def user(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
+    return {"id": str(user_id), "username": name, "global_name": name, "discriminator": "0",
+            "avatar": None, "bot": bot, "public_flags": 0}
+
+
+BOT_USER = user(BOT_USER_ID, "stylebot", bot=True)
+
+
+def member(user_data: dict, roles: tuple[int, ...] = ()) -> dict[str, Any]:
+    return {"user": user_data, "roles": [str(r) for r in roles], "joined_at": TIMESTAMP,
+            "deaf": False, "mute": False, "flags": 0, "pending": False,
+            "permissions": "2251799813685247", "nick": None, "avatar": None}
+
+
+def role(role_id: int, name: str, position: int) -> dict[str, Any]:
+    return {"id": str(role_id), "name": name, "color": 0, "hoist": False, "position": position,
+            "permissions": "0", "managed": False, "mentionable": False, "flags": 0}
+
+
+def channel() -> dict[str, Any]:
+    return {"id": str(CHANNEL_ID), "type": 0, "guild_id": str(GUILD_ID), "name": "general",
+            "position": 0, "permission_overwrites": [], "nsfw": False, "topic": None,
+            "last_message_id": None, "rate_limit_per_user": 0, "parent_id": None}
+
+
+def guild() -> dict[str, Any]:
+    """GUILD_CREATE data: one text channel, @everyone and an "admins" role."""
+    return {"id": str(GUILD_ID), "name": "Readers", "icon": None, "owner_id": "1",
+            "unavailable": False, "member_count": 1, "large": False, "features": [],
+            "roles": [role(GUILD_ID, "@everyone", 0), role(ADMIN_ROLE_ID, "admins", 1)],
+            "channels": [channel()], "members": [member(BOT_USER)], "emojis": [],
+            "stickers": [], "voice_states": [], "presences": [], "threads": [],
+            "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
+            "joined_at": TIMESTAMP, "preferred_locale": "en-US", "premium_tier": 0,
+            "system_channel_flags": 0, "verification_level": 0, "mfa_level": 0,
+            "nsfw_level": 0, "explicit_content_filter": 0, "default_message_notifications": 0}
+
+
+def ready(session_id: str, resume_url: str) -> dict[str, Any]:
+    return {"v": 10, "user": BOT_USER, "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+            "session_id": session_id, "resume_gateway_url": resume_url, "shard": [0, 1],
+            "application": {"id": str(APP_ID), "flags": 0}, "private_channels": [],
+            "relationships": []}
+
+
+def application() -> dict[str, Any]:
+    """GET /oauth2/applications/@me."""
+    return {"id": str(APP_ID), "name": "stylebot", "description": "", "icon": None,
+            "bot_public": False, "bot_require_code_grant": False, "owner": user(1, "owner"),
+            "team": None, "verify_key": "0" * 64, "flags": 0, "rpc_origins": [],
+            "summary": "", "bot": BOT_USER}
+
+
+def message(body: dict, *, author: dict = BOT_USER, message_id: int | None = None,
+            flags: int = 0, attachments: list | None = None) -> dict[str, Any]:
+    """A message object from a create-message body (content, components, flags)."""
+    return {"id": str(message_id or new_id()), "channel_id": str(CHANNEL_ID),
+            "guild_id": str(GUILD_ID), "author": author,
+            "content": body.get("content") or "", "timestamp": TIMESTAMP,
+            "edited_timestamp": None, "tts": False, "mention_everyone": False,
+            "mentions": [], "mention_roles": [], "attachments": attachments or [],
+            "embeds": body.get("embeds") or [], "pinned": False, "type": 0,
+            "components": body.get("components") or [],
+            "flags": flags | int(body.get("flags") or 0), "application_id": str(APP_ID)}
+
+
+def interaction(kind: int, data: dict, token: str, author: dict,
+                roles: tuple[int, ...] = (), msg: dict | None = None) -> dict[str, Any]:
+    """INTERACTION_CREATE data in the guild channel (kind 2 command, 3 component)."""
+    payload = {"id": str(new_id()), "application_id": str(APP_ID), "type": kind,
+               "data": data, "guild_id": str(GUILD_ID), "channel_id": str(CHANNEL_ID),
+               "channel": channel(), "member": member(author, roles), "token": token,
+               "version": 1, "locale": "en-US", "guild_locale": "en-US",
+               "app_permissions": "2251799813685247", "entitlements": [],
+               "authorizing_integration_owners": {"0": str(GUILD_ID)}, "context": 0,
+               "attachment_size_limit": 8 * 1024 * 1024}
+    if msg is not None:
+        payload["message"] = msg
+    return payload
+
+
+def command_data(name: str, command_id: str, options: dict[str, str]) -> dict[str, Any]:
+    return {"id": command_id, "name": name, "type": 1, "guild_id": str(GUILD_ID),
+            "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()]}

@@ -1,0 +1,264 @@
+"""A fake Discord (gateway websocket + REST API) on 127.0.0.1 for the real discord.py.
+
+    fake = await FakeDiscord().start()
+    fake.patch(monkeypatch)            # point discord.py's REST base and gateway here
+    ... start the bot, await fake.wait_ready() ...
+    token = await fake.slash("austen", {"text": "It is"}, author=ALICE)
+    replies = await fake.wait_for(lambda: fake.messages_for(token))
+
+The gateway speaks HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeat ACKs and
+dispatches whatever a test sends (INTERACTION_CREATE, MESSAGE_CREATE). The REST side
+answers what the adapter calls (login, application info, command sync, interaction
+callbacks, followup webhooks, channel messages) and records every call; anything else
+is answered 404 and recorded too, so a test can see calls it did not expect.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import yarl
+from aiohttp import WSMsgType, web
+
+from . import payloads as p
+
+API = "/api/v10"
+
+
+@dataclass
+class Call:
+    """One REST request: what was asked and the body (payload_json for multipart)."""
+
+    method: str
+    path: str
+    body: Any = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    token: str = ""            # the interaction token, for callbacks and webhooks
+    message: dict | None = None  # the message this call created or edited
+
+
+class FakeDiscord:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.commands: list[dict] = []     # the last bulk-overwritten command list
+        self.messages: dict[str, dict] = {}  # every message created, by id
+        self.identified = 0                # IDENTIFY count (one per client connection)
+        self._ws: web.WebSocketResponse | None = None
+        self._seq = 0
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ---- lifecycle -------------------------------------------------------------
+    async def start(self) -> "FakeDiscord":
+        app = web.Application()
+        app.router.add_get("/gateway/", self._gateway)
+        app.router.add_route("*", API + "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway/"
+
+    def patch(self, monkeypatch) -> None:
+        """Point discord.py here; the class attributes are restored after the test."""
+        import discord.gateway
+        import discord.http
+
+        monkeypatch.setattr(discord.http.Route, "BASE", self.api_base)
+        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
+                            yarl.URL(self.gateway_url))
+
+    # ---- waiting -----------------------------------------------------------------
+    def _touch(self) -> None:
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+        """The first truthy ``predicate()``, re-checked after every recorded event."""
+        async def poll():
+            while True:
+                self._changed.clear()
+                value = predicate()
+                if value:
+                    return value
+                await self._changed.wait()
+        try:
+            return await asyncio.wait_for(poll(), timeout)
+        except TimeoutError:
+            seen = "\n".join(f"  {c.method} {c.path} {str(c.body)[:200]}" for c in self.calls)
+            raise AssertionError(f"condition not met; calls so far:\n{seen}") from None
+
+    async def wait_ready(self, identified: int = 1) -> None:
+        """Until ``identified`` clients have connected and are on the gateway."""
+        await self.wait_for(lambda: self.identified >= identified and self._ws is not None)
+
+    # ---- gateway -----------------------------------------------------------------
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            frame = json.loads(msg.data)
+            if frame["op"] == 1:  # heartbeat
+                await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
+            elif frame["op"] == 2:  # identify: this connection becomes the live one
+                self._ws, self._seq = ws, 0
+                self.identify = frame["d"]
+                await self.dispatch("READY", p.ready(uuid.uuid4().hex, self.gateway_url))
+                await self.dispatch("GUILD_CREATE", p.guild())
+                self.identified += 1
+                self._touch()
+        if self._ws is ws:
+            self._ws = None
+        return ws
+
+    async def dispatch(self, event: str, data: dict) -> None:
+        """Send one DISPATCH frame to the connected client."""
+        assert self._ws is not None, "no client is connected"
+        self._seq += 1
+        await self._ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
+
+    # ---- what a test does as a Discord user ----------------------------------------
+    async def slash(self, name: str, options: dict[str, str] | None = None, *,
+                    author: dict, roles: tuple[int, ...] = ()) -> str:
+        """A user runs /name with string options; the interaction token."""
+        command = next((c for c in self.commands if c["name"] == name), None)
+        assert command is not None, f"/{name} was not synced; have {self.command_names()}"
+        token = "cmd-" + uuid.uuid4().hex
+        data = p.command_data(name, command["id"], options or {})
+        await self.dispatch("INTERACTION_CREATE", p.interaction(2, data, token, author, roles))
+        return token
+
+    async def press(self, message: dict, custom_id: str, *, author: dict,
+                    roles: tuple[int, ...] = ()) -> str:
+        """A user presses the button ``custom_id`` under ``message``; the token."""
+        token = "btn-" + uuid.uuid4().hex
+        data = {"custom_id": custom_id, "component_type": 2}
+        await self.dispatch("INTERACTION_CREATE",
+                            p.interaction(3, data, token, author, roles, msg=message))
+        return token
+
+    async def say(self, content: str, *, author: dict) -> None:
+        """A user posts ``content`` in the channel (MESSAGE_CREATE)."""
+        await self.dispatch("MESSAGE_CREATE", p.message({"content": content}, author=author)
+                            | {"member": p.member(author)})
+
+    # ---- what the bot did ----------------------------------------------------------
+    def command_names(self) -> list[str]:
+        return [c["name"] for c in self.commands]
+
+    def calls_for(self, token: str) -> list[Call]:
+        return [c for c in self.calls if c.token == token]
+
+    def messages_for(self, token: str) -> list[dict]:
+        """Messages the bot sent in answer to one interaction, in order."""
+        return [c.message for c in self.calls_for(token) if c.message is not None]
+
+    def channel_messages(self) -> list[dict]:
+        return [c.message for c in self.calls
+                if c.path.startswith("/channels/") and c.message is not None]
+
+    # ---- REST --------------------------------------------------------------------
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        body, files = await _read_body(request)
+        call = Call(request.method, path, body, files)
+        self.calls.append(call)
+        try:
+            status, answer = self._answer(call, request.query)
+        finally:
+            self._touch()
+        if status == 204:
+            return web.Response(status=204)
+        # discord.py parses a body as JSON only for exactly "application/json"
+        return web.Response(body=json.dumps(answer).encode(), status=status,
+                            content_type="application/json")
+
+    def _answer(self, call: Call, query) -> tuple[int, Any]:
+        parts = call.path.strip("/").split("/")
+        route = (call.method, *parts)
+        if route in {("GET", "users", "@me")}:
+            return 200, p.BOT_USER
+        if route == ("GET", "oauth2", "applications", "@me"):
+            return 200, p.application()
+        if call.method == "GET" and parts[0] == "gateway":
+            return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": {
+                "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}
+        if call.method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
+            self.commands = [dict(c, id=str(p.new_id()), application_id=str(p.APP_ID),
+                                  version="1", type=c.get("type", 1)) for c in call.body]
+            return 200, self.commands
+        if call.method == "POST" and parts[0] == "interactions":
+            call.token = parts[2]
+            return 200, self._callback(call, parts[1])
+        if parts[0] == "webhooks" and len(parts) >= 3:
+            call.token = parts[2]
+            return self._webhook(call, parts)
+        if route[:2] == ("POST", "channels") and parts[-1] == "typing":
+            return 204, None
+        if route[:2] == ("POST", "channels") and parts[-1] == "messages":
+            return 200, self._create(call)
+        return 404, {"message": f"fake Discord has no {call.method} {call.path}", "code": 0}
+
+    def _create(self, call: Call, message_id: int | None = None) -> dict:
+        attachments = [{"id": str(p.new_id()), "filename": name, "size": len(data),
+                        "url": f"http://127.0.0.1/{name}", "proxy_url": "", "flags": 0}
+                       for name, data in call.files.items()]
+        msg = p.message(call.body or {}, message_id=message_id, attachments=attachments)
+        self.messages[msg["id"]] = msg
+        call.message = msg
+        return msg
+
+    def _callback(self, call: Call, interaction_id: str) -> dict:
+        kind = call.body["type"]
+        data = call.body.get("data") or {}
+        answer = {"interaction": {"id": interaction_id, "type": 2,
+                                  "response_message_loading": kind == 5,
+                                  "response_message_ephemeral": bool(data.get("flags", 0) & 64)},
+                  "resource": {"type": kind}}
+        if kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE: a message now
+            call.body = data
+            answer["resource"]["message"] = self._create(call)
+            call.body = {"type": kind, "data": data}
+        return answer
+
+    def _webhook(self, call: Call, parts: list[str]) -> tuple[int, Any]:
+        if call.method == "POST" and len(parts) == 3:  # a followup message
+            return 200, self._create(call)
+        if len(parts) == 5 and parts[3] == "messages":
+            if call.method == "DELETE":
+                return 204, None
+            if call.method == "PATCH":  # editing @original (the deferred reply)
+                return 200, self._create(call)
+        return 404, {"message": f"fake Discord has no {call.method} {call.path}", "code": 0}
+
+
+async def _read_body(request: web.Request) -> tuple[Any, dict[str, bytes]]:
+    """JSON body, or a multipart's payload_json and its files (by filename)."""
+    if not request.body_exists:
+        return None, {}
+    if request.content_type.startswith("multipart/"):
+        form = await request.post()
+        files = {f.filename: f.file.read() for k, f in form.items() if hasattr(f, "file")}
+        return json.loads(form.get("payload_json", "null")), files
+    return await request.json(), {}

@@ -1,0 +1,245 @@
+"""The Discord adapter end to end: the real discord.py and the real Core (tiny model,
+migrated SQLite file) against the fake Discord gateway + REST API on 127.0.0.1.
+
+    .venv/bin/python -m pytest tests/bot/test_discord.py -q
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from bot.adapters.discord import DiscordAdapter, load_discord_settings
+from bot.core import Core
+from fakediscord import ADMIN_ROLE_ID, FakeDiscord, user
+from genmodels.generation import LocalClient
+from genmodels.registry import activate
+from storage.__main__ import upgrade
+from storage.database import Database
+from storage.models import Rating, User
+
+ALICE = user(1001, "alice")  # an admin by role only (see ADMINS)
+BOB = user(1002, "bob")      # nobody special
+ADMINS = """
+[admins]
+discord_roles = ["admins"]
+
+[rate_limit]
+burst = 50
+per_minute = 600
+
+[discord]
+message_content = {content}
+prefixes = ["!"]
+"""
+DISCORD_ROLES = (ADMIN_ROLE_ID,)
+
+
+class World:
+    """A tiny bot (config, model in a registry, migrated SQLite) and its fake Discord."""
+
+    def __init__(self, setup, db_url: str, monkeypatch):
+        self.setup, self.db_url, self.monkeypatch = setup, db_url, monkeypatch
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, clients: int = 1):
+        """Yield (fake, core); ``restart()`` on the yielded helper swaps the client."""
+        fake = await FakeDiscord().start()
+        fake.patch(self.monkeypatch)
+        core = Core.from_config(self.setup.config, db=Database(self.db_url, spool=None),
+                                client=LocalClient())
+        self.fake, self.core, self.adapter = fake, core, None
+        try:
+            await self.start_client()
+            yield self
+        finally:
+            if self.adapter is not None:
+                await self.adapter.close()
+            await core.close()
+            await fake.close()
+
+    async def start_client(self) -> DiscordAdapter:
+        """A new adapter (as after a restart) connected to the same fake Discord."""
+        if self.adapter is not None:
+            await self.adapter.close()
+        self.adapter = DiscordAdapter(self.core, load_discord_settings(self.setup.config))
+        await self.adapter.start("test-token")
+        await self.fake.wait_ready(self.fake.identified + 1)
+        return self.adapter
+
+    async def reply(self, token: str, count: int = 1) -> list[dict]:
+        """The first ``count`` messages sent in answer to one interaction."""
+        messages = await self.fake.wait_for(
+            lambda: len(self.fake.messages_for(token)) >= count and self.fake.messages_for(token))
+        return messages[:count]
+
+    def ratings(self) -> list[tuple[int, str, int]]:
+        """(generation id, Discord user id, value) for every rating row."""
+        engine = create_engine(self.db_url)
+        try:
+            with Session(engine) as session:
+                rows = session.execute(select(Rating.generation_id, User.external_id,
+                                              Rating.value).join(User)).all()
+        finally:
+            engine.dispose()
+        return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def world(tmp_path, make_bot, monkeypatch):
+    def build(message_content: bool = False) -> World:
+        setup = make_bot(tmp_path / "bot",
+                         edit=lambda toml: toml + ADMINS.format(
+                             content=str(message_content).lower()))
+        art = setup.save_artifact("tiny")
+        registry = tmp_path / "registry"
+        monkeypatch.setenv("MODEL_REGISTRY", str(registry))
+        art.save(registry / "tiny" / art.version)
+        activate("tiny", art.version)
+        url = f"sqlite:///{tmp_path / 'bot.db'}"
+        upgrade(url)
+        return World(setup, url, monkeypatch)
+    return build
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def buttons(message: dict) -> dict[str, str]:
+    """label -> custom_id of the buttons under a message."""
+    return {c["label"]: c["custom_id"] for row in message["components"]
+            for c in row["components"]}
+
+
+def callback_types(fake: FakeDiscord, token: str) -> list[int]:
+    return [c.body["type"] for c in fake.calls_for(token) if c.path.startswith("/interactions")]
+
+
+def test_slash_command_reply_buttons_and_rating(world):
+    async def scenario(w: World):
+        fake = w.fake
+        assert {"tiny", "fable", "help", "temperature", "stats"} <= set(fake.command_names())
+        assert "rate" not in fake.command_names()  # console only
+        fable = next(c for c in fake.commands if c["name"] == "fable")
+        variant = next(o for o in fable["options"] if o["name"] == "variant")
+        assert [c["value"] for c in variant["choices"]] == ["fox", "owl"]
+
+        token = await fake.slash("tiny", {"text": "the cat"}, author=BOB)
+        (message,) = await w.reply(token)
+        assert callback_types(fake, token) == [5]  # deferred first: "bot is thinking"
+        assert message["content"].startswith("the cat")
+        thumbs = buttons(message)
+        assert len(thumbs) == 2
+        up, down = thumbs["\N{THUMBS UP SIGN}"], thumbs["\N{THUMBS DOWN SIGN}"]
+        generation = int(up.split(":")[1])
+
+        press = await fake.press(message, up, author=BOB)
+        (ack,) = await w.reply(press)
+        assert ack["content"] == "Thanks for the \N{THUMBS UP SIGN}!"
+        assert ack["flags"] & 64  # ephemeral: only the rater sees it
+        assert w.ratings() == [(generation, "1002", 1)]
+
+        press = await fake.press(message, down, author=BOB)  # a second press changes it
+        (ack,) = await w.reply(press)
+        assert ack["content"] == "Changed to \N{THUMBS DOWN SIGN}."
+        assert w.ratings() == [(generation, "1002", -1)]
+
+    async def main():
+        async with world().running() as w:
+            await scenario(w)
+    run(main())
+
+
+def test_button_press_after_a_restart_still_rates(world):
+    async def main():
+        async with world().running() as w:
+            token = await w.fake.slash("fable", {"variant": "fox"}, author=BOB)
+            (message,) = await w.reply(token)
+            assert "Sorry" in message["content"]  # no fox model: a clear reply, no buttons
+            token = await w.fake.slash("tiny", {}, author=BOB)
+            (message,) = await w.reply(token)
+            up = buttons(message)["\N{THUMBS UP SIGN}"]
+
+            await w.start_client()  # a new process: the old view objects are gone
+            press = await w.fake.press(message, up, author=ALICE)
+            (ack,) = await w.reply(press)
+            assert ack["content"] == "Thanks for the \N{THUMBS UP SIGN}!"
+            assert w.ratings() == [(int(up.split(":")[1]), "1001", 1)]
+    run(main())
+
+
+def test_tampered_button_is_refused_politely(world):
+    async def main():
+        async with world().running() as w:
+            token = await w.fake.slash("tiny", {}, author=BOB)
+            (message,) = await w.reply(token)
+            for custom_id in ("rate:999999:+1", "rate:1:+7", "rate:1:+1;drop"):
+                # a client that rewrote the button's data (Discord sends only ids of
+                # buttons that are on the message, so the message carries it too)
+                row = {"type": 1, "components": [{"type": 2, "style": 2, "label": "x",
+                                                  "custom_id": custom_id}]}
+                forged = dict(message, components=[row])
+                press = await w.fake.press(forged, custom_id, author=BOB)
+                (ack,) = await w.reply(press)
+                assert ack["content"].startswith("Sorry"), ack["content"]
+            assert w.ratings() == []
+    run(main())
+
+
+def test_admin_command_needs_the_admin_role(world):
+    async def main():
+        async with world().running() as w:
+            token = await w.fake.slash("temperature", {"text": "tiny 0.9"}, author=BOB)
+            (refused,) = await w.reply(token)
+            assert refused["content"].startswith("Sorry")
+            assert "admin" in refused["content"]
+            assert not refused["components"]  # no rating buttons on a refusal
+
+            token = await w.fake.slash("temperature", {"text": "tiny 0.9"}, author=ALICE,
+                                       roles=DISCORD_ROLES)
+            (done,) = await w.reply(token)
+            assert "0.9" in done["content"] and "Sorry" not in done["content"]
+    run(main())
+
+
+def test_an_exception_gives_a_short_reply_and_the_bot_goes_on(world, caplog):
+    async def main():
+        async with world().running() as w:
+            real = w.core.handle
+
+            async def broken(request):
+                raise RuntimeError("the core blew up")
+            w.core.handle = broken
+            token = await w.fake.slash("tiny", {"text": "the"}, author=BOB)
+            (sorry,) = await w.reply(token)
+            assert sorry["content"].startswith("Sorry, something went wrong")
+            assert "Traceback" not in sorry["content"] and "blew up" not in sorry["content"]
+
+            w.core.handle = real
+            token = await w.fake.slash("tiny", {"text": "the"}, author=BOB)
+            (message,) = await w.reply(token)
+            assert message["content"].startswith("the") and message["components"]
+    with caplog.at_level(logging.ERROR, logger="bot.adapters.discord"):
+        run(main())
+    assert any("the core blew up" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_prefix_commands_with_message_content(world):
+    async def main():
+        async with world(message_content=True).running() as w:
+            assert w.fake.identify["intents"] & (1 << 15)  # MESSAGE_CONTENT asked for
+            await w.fake.say("!tiny the cat", author=BOB)
+            await w.fake.say("just chatting", author=BOB)  # no prefix: ignored
+            messages = await w.fake.wait_for(w.fake.channel_messages)
+            assert messages[0]["content"].startswith("the cat")
+            assert len(buttons(messages[0])) == 2
+            await w.fake.say("!nosuch", author=BOB)
+            later = await w.fake.wait_for(lambda: w.fake.channel_messages()[1:])
+            assert later[0]["content"].startswith("Sorry, I do not know /nosuch")
+            assert len(w.fake.channel_messages()) == 2
+    run(main())
