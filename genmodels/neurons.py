@@ -12,10 +12,11 @@ Three parts, NumPy + matplotlib (headless, no pyplot, no TensorFlow):
   source, each character on a background coloured by one neuron's activation
   (diverging map, blue < 0 < red, with a legend), and returns PNG bytes.
 
-The chat core calls ``neuron_picture(artifact, text)`` in a worker thread (it takes a
-fraction of a second and must stay off the event loop)::
+The chat core calls ``style_picture(style_name, text)`` (the active model, cached) or
+``neuron_picture(artifact, text)`` in a worker thread (it takes a fraction of a second
+and must stay off the event loop)::
 
-    png, caption = neuron_picture(artifact.load("models/austen"), "")  # fresh sample
+    png, caption = await asyncio.to_thread(style_picture, "austen", "")  # fresh sample
 
 Layers are numbered from 1 in captions and on the command line (layer 1 reads the
 characters), neurons from 0 as in the weight matrices.
@@ -23,8 +24,10 @@ characters), neurons from 0 as in the weight matrices.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -33,7 +36,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from genmodels.activations import KINDS, Activations, trace
+from genmodels import artifact as artifacts
 from genmodels.artifact import Artifact
+from genmodels.registry import active_path
 from genmodels.sampler import Sampler, SamplingParams
 
 # ---------------------------------------------------------------- features
@@ -339,3 +344,30 @@ def neuron_picture(art: Artifact, text: str = "", *, seed: int | None = None,
             raise ValueError("no neuron follows any feature of this text")
         finding = found[0]
     return picture(art, acts, finding)
+
+
+_loaded: dict[Path, tuple[tuple[int, int], Artifact]] = {}
+_load_lock = threading.Lock()
+
+
+def active_artifact(style: str, shipped: Path | None = None) -> Artifact:
+    """The artifact ``style`` serves now (registry marker or shipped), cached until its
+    model.json changes. Raises ``ArtifactError`` (a one-line message) if there is none."""
+    path = active_path(style, shipped)
+    try:
+        st = (path / artifacts.META_FILE).stat()
+        stamp = (st.st_ino, st.st_mtime_ns)  # a republished artifact is a new file
+    except OSError:
+        stamp = (-1, -1)  # let load() name the problem
+    with _load_lock:
+        hit = _loaded.get(path)
+        if hit is None or hit[0] != stamp:
+            hit = _loaded[path] = (stamp, artifacts.load(path))
+        return hit[1]
+
+
+def style_picture(style: str, text: str = "", seed: int | None = None,
+                  shipped: Path | None = None) -> tuple[bytes, str]:
+    """``neuron_picture`` of the style's active model: what ``/neurons STYLE [text]``
+    sends. Blocking (a fraction of a second): call it in a worker thread."""
+    return neuron_picture(active_artifact(style, shipped), text, seed=seed)

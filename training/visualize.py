@@ -24,7 +24,7 @@ from pathlib import Path
 
 from genmodels.cli import OneLineParser, fail
 
-EXCERPT_CHARS = 800
+EXCERPT_CHARS = 600
 PER_LAYER = 3  # gallery pictures per layer
 
 

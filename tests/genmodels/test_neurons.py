@@ -173,3 +173,23 @@ def test_a_chosen_neuron_is_shown_and_described(tiny_artifact):
     assert caption.startswith("tiny: layer 2 hidden 5: ")
     with pytest.raises(ValueError, match="neuron must be between 0 and 7"):
         neuron_picture(tiny_artifact, "", seed=1, layer=0, neuron=8)
+
+
+def test_style_picture_uses_the_active_model_and_reloads_a_new_one(
+        artifact_factory, tmp_path, monkeypatch):
+    from genmodels.artifact import ArtifactError
+    from genmodels.neurons import active_artifact, style_picture
+
+    monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path / "registry"))
+    shipped = tmp_path / "models"
+    with pytest.raises(ArtifactError, match="no model artifact here"):
+        style_picture("tiny", "", shipped=shipped)
+    artifact_factory(style="tiny", seed=1).save(shipped / "tiny")
+    png, caption = style_picture("tiny", "", seed=2, shipped=shipped)
+    assert caption.startswith("tiny: layer ") and png_size(png)[0] > 0
+    first = active_artifact("tiny", shipped)
+    assert active_artifact("tiny", shipped) is first  # cached
+    new = artifact_factory(style="tiny", seed=2)
+    new.version = "tiny-new"
+    new.save(shipped / "tiny")
+    assert active_artifact("tiny", shipped).version == "tiny-new"
