@@ -33,8 +33,18 @@ def _render_item(type_, obj, autogen_context):
     return False
 
 
+# Tables other libraries own in our database: APScheduler's job store (training/scheduler.py)
+# creates and migrates its own table, so autogenerate and `storage check` ignore it.
+FOREIGN_TABLES = {"apscheduler_jobs"}
+
+
+def _include_name(name, type_, parent_names) -> bool:
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
+
 def _options(url: str) -> dict:
     return {"target_metadata": target_metadata, "render_item": _render_item,
+            "include_name": _include_name,
             "render_as_batch": url.startswith("sqlite"), "compare_type": True}
 
 

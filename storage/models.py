@@ -97,6 +97,7 @@ class RunTrigger(enum.StrEnum):
 
 
 class RunStatus(enum.StrEnum):
+    QUEUED = "queued"  # asked for (/retrain); the scheduler's poll job starts it
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -1,6 +1,7 @@
 """Command line for training and evaluating the style models.
 
     python -m training train STYLE [--minutes M] [--resume] [--out DIR] [--scratch]
+                                   [--init DIR] [--learning-rate LR]
     python -m training evaluate STYLE      # last line: val_loss_nats=<f> bits_per_char=<f>
     python -m training train-all           # every style, parents before their variants
     python -m training report              # Markdown table of the shipped models
@@ -29,6 +30,10 @@ def _parser() -> OneLineParser:
     t.add_argument("--out", type=Path, help="artifact folder (default: models/STYLE)")
     t.add_argument("--scratch", action="store_true",
                    help="train from random weights even if the style has a parent")
+    t.add_argument("--init", type=Path, metavar="DIR",
+                   help="fine-tune from the artifact in DIR (e.g. the active version)")
+    t.add_argument("--learning-rate", type=float, help="peak learning rate "
+                   "(default: config.toml)")
     sub.add_parser("report", help="Markdown table of the shipped models (docs/MODELS.md)")
     sub.add_parser("train-all", help="train every style in config.toml (make models)")
     e = sub.add_parser("evaluate", help="held-out loss of STYLE's artifact")
@@ -58,8 +63,13 @@ def _train(book, args) -> None:
 
     if args.minutes is not None and args.minutes <= 0:
         raise ValueError("--minutes must be positive")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise ValueError("--learning-rate must be positive")
+    if args.init is not None and args.scratch:
+        raise ValueError("--init and --scratch exclude each other")
     Run(book.get(args.style), book, minutes=args.minutes, resume=args.resume,
-        out_dir=args.out, scratch=args.scratch).train()
+        out_dir=args.out, scratch=args.scratch, init=args.init,
+        learning_rate=args.learning_rate).train()
 
 
 def _train_all(book, args) -> None:

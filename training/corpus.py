@@ -20,7 +20,7 @@ import numpy as np
 from genmodels.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "var" / "cache"
+CACHE = Path(os.environ.get("CORPUS_CACHE") or ROOT / "var" / "cache")  # env: tests, jobs
 _FLUSH_CHARS = 1 << 20
 
 

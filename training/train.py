@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,8 @@ from training.evaluate import bits, val_loss
 from training.plots import plot_history
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ROOT / "var" / "runs"
+# TRAINING_RUNS: the scheduler gives each retrain its own checkpoint folder.
+RUNS = Path(os.environ.get("TRAINING_RUNS") or ROOT / "var" / "runs")
 VAL_LIMIT_PER_EPOCH = 131072  # chars scored after each epoch; the final score uses all
 
 
@@ -126,17 +128,22 @@ class Run:
 
     def __init__(self, style: Style, book: StyleBook, minutes: float | None = None,
                  resume: bool = False, runs_dir: Path = RUNS, out_dir: Path | None = None,
-                 scratch: bool = False):
+                 scratch: bool = False, init: Path | None = None,
+                 learning_rate: float | None = None):
         self.style = style
         self.cfg = replace(style.training, minutes=minutes or style.training.minutes)
         if scratch:  # ignore the configured parent: train from random weights
             self.cfg = replace(self.cfg, parent="")
+        if learning_rate is not None:  # a fine-tune of a trained model wants a gentler one
+            self.cfg = replace(self.cfg, learning_rate=learning_rate)
         self.budget = self.cfg.minutes * 60
         self.dir = runs_dir / style.name
         self.out_dir = out_dir or style.model_dir
         self.parent = None
-        if self.cfg.parent:
-            self.parent = artifacts.load(book.get(self.cfg.parent).model_dir)
+        if init is not None or self.cfg.parent:
+            # ``init``: continue from any artifact (the scheduler passes the style's
+            # active version); else the configured parent style's shipped model.
+            self.parent = artifacts.load(init or book.get(self.cfg.parent).model_dir)
             self.vocab, self.model_cfg = self.parent.vocab, self.parent.model_config
         else:
             _, _, chars = corpora.scan(style.corpus)

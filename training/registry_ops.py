@@ -1,0 +1,169 @@
+"""Model registry operations shared by the scheduler and the chat core's admin commands.
+
+The registry is two things kept in step: the ``model_versions`` rows (storage/versions.py:
+status, val loss, lineage) and the folders ``var/models/STYLE/VERSION/`` with the
+``ACTIVE`` marker that serving reads (genmodels/registry.py). This module is NumPy- and
+TensorFlow-free, so the chat process may import it; every function taking a ``session``
+is a unit of work for ``Database.run`` (it only flushes; the caller commits).
+
+    await db.run(rollback, "austen")            # -> ("austen-...new", "austen-...old")
+    await db.run(queue_retrain, "austen", by_user_id=admin_id)
+    for v in await db.run(list_versions, "austen"): print(v.line())
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from genmodels import registry
+from storage.errors import InvalidInput, NotFound
+from storage.models import (STYLE_LEN, ModelVersion, RunStatus, RunTrigger, TrainingRun,
+                            VersionStatus, utcnow)
+from storage.records import check_float
+from storage.stats import version_stats
+from storage.versions import active_model_version, list_model_versions, promote_model_version
+
+
+def version_dir(style: str, version: str, root: Path | None = None) -> Path:
+    return (root or registry.registry_root()) / style / version
+
+
+def on_disk(row: ModelVersion) -> bool:
+    return (Path(row.artifact_path) / "model.json").is_file()
+
+
+def rollback(session: Session, style: str, root: Path | None = None) -> tuple[str, str]:
+    """Re-activate the version before the active one; (from_version, to_version).
+
+    "Before" is by creation time among versions that were once active and are still on
+    disk, so repeated rollbacks walk back through history instead of flipping between
+    two versions. The DB row and the ACTIVE marker change together: the marker is
+    written after the DB change is flushed, inside the caller's transaction.
+    """
+    current = active_model_version(session, style)
+    if current is None:
+        raise NotFound(f"{style} has no active registered version to roll back from")
+    earlier = session.execute(select(ModelVersion).where(
+        ModelVersion.style == style, ModelVersion.status == VersionStatus.RETIRED.value,
+        ModelVersion.promoted_at.is_not(None), ModelVersion.created_at < current.created_at)
+        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())).scalars()
+    target = next((row for row in earlier if on_disk(row)), None)
+    if target is None:
+        raise NotFound(f"{style} has no earlier version on disk to roll back to")
+    promote_model_version(session, target.version)
+    registry.activate(style, Path(target.artifact_path).name,
+                      root=Path(target.artifact_path).parent.parent if root is None else root)
+    return current.version, target.version
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One line of ``/models STYLE``."""
+
+    version: str
+    status: str
+    val_loss: float | None
+    parent_version: str | None
+    created_at: dt.datetime
+    promoted: bool  # was active at some time
+    on_disk: bool
+    requests: int = 0
+    up: int = 0
+    down: int = 0
+
+    def line(self) -> str:
+        loss = "?" if self.val_loss is None else f"{self.val_loss:.4f}"
+        mark = {"active": "*", "candidate": "?", "retired": " "}.get(self.status, " ")
+        gone = "" if self.on_disk else ", removed from disk"
+        return (f"{mark} {self.version}  val {loss} nats/char  +{self.up}/-{self.down} "
+                f"({self.requests} requests)  {self.status}{gone}")
+
+
+def list_versions(session: Session, style: str, limit: int = 20) -> list[VersionInfo]:
+    """The style's versions, newest first, with val loss, lineage and ratings."""
+    usage = {s.key: s for s in version_stats(session, style=style)}
+    out = []
+    for row in list_model_versions(session, style)[:limit]:
+        u = usage.get(row.version)
+        out.append(VersionInfo(row.version, row.status, row.val_loss, row.parent_version,
+                               row.created_at, row.promoted_at is not None, on_disk(row),
+                               u.requests if u else 0, u.up if u else 0, u.down if u else 0))
+    return out
+
+
+def queue_retrain(session: Session, style: str, *, by_user_id: int | None = None,
+                  minutes: float | None = None) -> tuple[TrainingRun, bool]:
+    """Ask the scheduler to retrain ``style`` soon; (the run row, newly queued?).
+
+    A style already queued or running is not queued twice: its row comes back with
+    False, so ``/retrain`` pressed five times trains once. The caller checks that the
+    style exists (the core knows the StyleBook); a queued unknown style fails its run.
+    """
+    if not style or len(style) > STYLE_LEN:
+        raise InvalidInput(f"bad style {style[:40]!r}")
+    minutes = check_float("minutes", minutes)
+    if minutes is not None and not minutes > 0:
+        raise InvalidInput("minutes must be positive")
+    pending = session.execute(select(TrainingRun).where(
+        TrainingRun.style == style,
+        TrainingRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
+        .order_by(TrainingRun.id).limit(1)).scalar_one_or_none()
+    if pending is not None:
+        return pending, False
+    run = TrainingRun(style=style, trigger=RunTrigger.ADMIN.value,
+                      status=RunStatus.QUEUED.value, budget_minutes=minutes,
+                      requested_by_user_id=by_user_id, started_at=utcnow())
+    session.add(run)
+    session.flush()
+    return run, True
+
+
+def claim_queued(session: Session) -> TrainingRun | None:
+    """The oldest queued run, now marked running (None if none); safe against a race."""
+    for run in session.execute(select(TrainingRun).where(
+            TrainingRun.status == RunStatus.QUEUED.value).order_by(TrainingRun.id)
+            .limit(5)).scalars():
+        # Conditional UPDATE: of two pollers, exactly one sees rowcount 1.
+        claimed = session.execute(update(TrainingRun).where(
+            TrainingRun.id == run.id, TrainingRun.status == RunStatus.QUEUED.value)
+            .values(status=RunStatus.RUNNING.value, started_at=utcnow())).rowcount
+        if claimed == 1:
+            session.refresh(run)
+            return run
+    return None
+
+
+def fail_interrupted(session: Session, reason: str) -> int:
+    """Mark every running run failed (the scheduler restarted under them); how many."""
+    return session.execute(update(TrainingRun).where(
+        TrainingRun.status == RunStatus.RUNNING.value).values(
+        status=RunStatus.FAILED.value, finished_at=utcnow(), error=reason)).rowcount
+
+
+def prune(session: Session, style: str, keep: int, root: Path | None = None) -> list[str]:
+    """Remove version folders beyond the ``keep`` newest; never the active one.
+
+    Rows stay in ``model_versions`` (lineage and ratings history); ``list_versions``
+    shows them as removed from disk and rollback skips them.
+    """
+    folder = (root or registry.registry_root()) / style
+    if keep < 1 or not folder.is_dir():
+        return []
+    active = registry.active_path(style, root=root or registry.registry_root()).name
+    db_active = active_model_version(session, style)
+    protected = {active} | ({db_active.version} if db_active else set())
+    versions = sorted((p for p in folder.iterdir()
+                       if p.is_dir() and not p.name.startswith(".")
+                       and (p / "model.json").is_file()),
+                      key=lambda p: (p / "model.json").stat().st_mtime, reverse=True)
+    removed = []
+    for path in versions[keep:]:
+        if path.name not in protected:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed

@@ -1,0 +1,118 @@
+"""The ``[schedule]`` table of config.toml: when and how each style is retrained.
+
+Every key has a default, so a config.toml without the table schedules every style
+nightly at 03:00 (the scheduler's local time). ``[schedule.styles.NAME]`` overrides
+any per-style key for one style. Mistakes raise ``ConfigError`` naming the key.
+
+    python -c "from training.schedule_config import load_schedule; print(load_schedule())"
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from apscheduler.triggers.cron import CronTrigger
+
+from genmodels.styles import ConfigError, StyleBook, load_styles
+
+
+@dataclass(frozen=True)
+class StylePlan:
+    """How one style is retrained (per-style keys; each may be overridden)."""
+
+    cron: str = "0 3 * * *"  # minute hour day month weekday
+    enabled: bool = True
+    minutes: float = 5.0  # training budget of one retrain
+    margin: float = 0.005  # promote only when val loss falls by at least this (nats/char)
+    keep: int = 5  # versions kept on disk; the active one is never removed
+    scratch: bool = False  # train from random weights instead of fine-tuning the active
+    learning_rate_scale: float = 0.3  # fine-tunes use this fraction of the style's LR
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Scheduler-wide settings and one ``StylePlan`` per style."""
+
+    jitter_seconds: int = 900  # styles start up to this much after their cron time
+    misfire_grace_seconds: int = 3600  # a run missed while down still runs this late
+    coalesce: bool = True  # several missed runs of a job run once
+    poll_seconds: int = 30  # how often queued /retrain requests are picked up
+    timeout_slack_seconds: int = 600  # a run is killed this long after its budget
+    nightly_bandit: str = "30 4 * * *"  # when the temperature bandit is updated
+    styles: dict[str, StylePlan] = field(default_factory=dict)
+    default: StylePlan = field(default_factory=StylePlan)
+
+    def for_style(self, name: str) -> StylePlan:
+        return self.styles.get(name, self.default)
+
+
+_PLAN_KEYS = {f.name for f in fields(StylePlan)}
+_TOP_KEYS = {f.name for f in fields(ScheduleConfig)} - {"styles", "default"}
+
+
+_KINDS = {"cron": str, "nightly_bandit": str, "enabled": bool, "scratch": bool,
+          "coalesce": bool, "keep": int, "jitter_seconds": int, "poll_seconds": int,
+          "misfire_grace_seconds": int, "timeout_slack_seconds": int}  # others: float
+_POSITIVE = {"minutes", "keep", "poll_seconds", "learning_rate_scale"}
+
+
+def _check(key: str, value, where: str):
+    """``value`` checked against the type of field ``key``; ConfigError names the key."""
+    kind = _KINDS.get(key, float)
+    if kind in (bool, str):
+        ok = isinstance(value, kind)
+    else:
+        ok = isinstance(value, (int, float) if kind is float else int) \
+            and not isinstance(value, bool)
+    if not ok:
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+    if kind is str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{key}: bad cron expression {value!r} ({exc})") from None
+    elif kind is not bool and (value < 0 or (key in _POSITIVE and value <= 0)):
+        raise ConfigError(f"{where}.{key}: must be positive, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _plan(table: dict, base: StylePlan, where: str) -> StylePlan:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    unknown = sorted(set(table) - set(_PLAN_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: "
+                          f"{', '.join(sorted(_PLAN_KEYS))})")
+    return replace(base, **{k: _check(k, v, where) for k, v in table.items()})
+
+
+def parse_schedule(doc: dict, book: StyleBook) -> ScheduleConfig:
+    """The ``[schedule]`` table of an already parsed config.toml."""
+    table = doc.get("schedule", {})
+    if not isinstance(table, dict):
+        raise ConfigError("schedule: expected a table")
+    per_style = table.get("styles", {})
+    top = {k: v for k, v in table.items() if k != "styles"}
+    plan_part = {k: v for k, v in top.items() if k in _PLAN_KEYS}
+    rest = {k: v for k, v in top.items() if k not in _PLAN_KEYS}
+    unknown = sorted(set(rest) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"schedule.{unknown[0]}: unknown key")
+    default = _plan(plan_part, StylePlan(), "schedule")
+    if not isinstance(per_style, dict):
+        raise ConfigError("schedule.styles: expected a table of styles")
+    for name in per_style:
+        if name not in book.styles:
+            raise ConfigError(f"schedule.styles.{name}: no style {name!r} in [styles]")
+    plans = {name: _plan(per_style.get(name, {}), default, f"schedule.styles.{name}")
+             for name in book.styles}
+    settings = {k: _check(k, v, "schedule") for k, v in rest.items()}
+    return ScheduleConfig(styles=plans, default=default, **settings)
+
+
+def load_schedule(path: str | Path | None = None) -> tuple[StyleBook, ScheduleConfig]:
+    """The styles and the schedule from config.toml (``$BOT_CONFIG`` or the repository's)."""
+    book = load_styles(path)
+    doc = tomllib.loads(Path(book.path).read_text(encoding="utf-8"))
+    return book, parse_schedule(doc, book)

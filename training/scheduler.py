@@ -1,0 +1,235 @@
+"""The retraining scheduler: nightly retrains, queued /retrain requests, bandit updates.
+
+    python -m training.scheduler                    # run until SIGINT/SIGTERM (Procfile)
+    python -m training.scheduler --list             # every job and its next run time
+    python -m training.scheduler --run-now STYLE [--minutes M]   # one retrain, then exit
+
+APScheduler 3 keeps its jobs in our database (SQLAlchemyJobStore, table
+``apscheduler_jobs``), so they survive a restart; every start re-applies config.toml
+``[schedule]`` with fixed job ids and ``replace_existing``, so restarts never double a job
+and a changed cron takes effect. Jobs: ``retrain:STYLE`` (cron, jittered so styles do not
+all start at once), ``poll-queue`` (claims runs ``/retrain`` queued) and
+``bandit-nightly`` (storage/bandit.py). Each job has ``max_instances=1``, ``coalesce``
+and a misfire grace time. Training runs in a subprocess (training/retrain.py).
+
+Run the scheduler in one process only (this one, or the bot's ``StyleScheduler(
+asyncio=True)`` in the single-process setup): two schedulers on one job store would
+both run every job.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from storage import bandit
+from storage.engine import database_url, describe, make_engine, session_factory
+from training import registry_ops
+from training.retrain import Retrainer
+from training.schedule_config import load_schedule
+
+log = logging.getLogger(__name__)
+POLL_JOB, BANDIT_JOB, RETRAIN_PREFIX = "poll-queue", "bandit-nightly", "retrain:"
+
+
+@dataclass
+class _Context:
+    retrainer: Retrainer
+    rng: np.random.Generator
+
+
+_context: _Context | None = None  # jobs are stored by reference; they find their tools here
+
+
+def _ctx() -> _Context:
+    if _context is None:
+        raise RuntimeError("no StyleScheduler is running in this process")
+    return _context
+
+
+def retrain_job(style: str) -> None:
+    """Cron job: retrain one style."""
+    _ctx().retrainer.run(style, trigger="schedule")
+
+
+def poll_job() -> None:
+    """Interval job: run every queued /retrain request, oldest first."""
+    retrainer = _ctx().retrainer
+    while True:
+        with retrainer.sessions.begin() as s:
+            run = registry_ops.claim_queued(s)
+            claimed = None if run is None else (run.id, run.style, run.budget_minutes,
+                                                run.requested_by_user_id)
+        if claimed is None:
+            return
+        run_id, style, minutes, user = claimed
+        retrainer.run(style, trigger="admin", run_id=run_id, minutes=minutes, by_user_id=user)
+
+
+def bandit_job() -> None:
+    """Nightly job: store each style's learned temperature (storage/bandit.py)."""
+    ctx = _ctx()
+    with ctx.retrainer.sessions.begin() as s:
+        chosen = bandit.update_defaults(s, ctx.retrainer.book.names(), ctx.rng)
+    log.info("bandit temperatures: %s", chosen or "no ratings yet")
+
+
+class StyleScheduler:
+    """APScheduler with our job store and jobs; ``start()`` / ``shutdown()``."""
+
+    def __init__(self, url: str | None = None, config: Path | None = None, *,
+                 asyncio: bool = False, root: Path | None = None,
+                 env: dict[str, str] | None = None):
+        self.url = url or database_url()
+        self.book, self.schedule = load_schedule(config)
+        self.engine = make_engine(self.url)
+        self.retrainer = Retrainer(session_factory(self.engine), self.book, self.schedule,
+                                   root=root, env=dict(env or {}))
+        options = {"jobstores": {"default": SQLAlchemyJobStore(engine=self.engine)}}
+        if not asyncio:  # one worker: trainings queue behind each other, never compete
+            options["executors"] = {"default": {"type": "threadpool", "max_workers": 1}}
+        # AsyncIOScheduler runs these plain functions in the loop's default executor, so
+        # a training (minutes) never blocks the bot's event loop.
+        self.scheduler = (AsyncIOScheduler if asyncio else BackgroundScheduler)(**options)
+
+    def start(self, paused: bool = False) -> None:
+        """Start, (re)apply the schedule; unless paused, fail runs a crash left running."""
+        global _context
+        _context = _Context(self.retrainer, np.random.default_rng())
+        if not paused:
+            with self.retrainer.sessions.begin() as s:
+                n = registry_ops.fail_interrupted(s, "interrupted: the scheduler restarted")
+            if n:
+                log.warning("marked %d interrupted training runs failed", n)
+        self.scheduler.start(paused=True)  # paused while the jobs are brought up to date
+        self.sync_jobs()
+        if not paused:
+            self.scheduler.resume()
+
+    def sync_jobs(self) -> None:
+        """Add or update every configured job; remove jobs of styles no longer scheduled."""
+        s = self.schedule
+        wanted = {POLL_JOB, BANDIT_JOB}
+        for name, plan in s.styles.items():
+            if plan.enabled:
+                trigger = CronTrigger.from_crontab(plan.cron)
+                trigger.jitter = s.jitter_seconds or None
+                wanted.add(RETRAIN_PREFIX + name)
+                self._ensure(RETRAIN_PREFIX + name, "training.scheduler:retrain_job",
+                             trigger, [name], f"retrain {name}")
+        self._ensure(POLL_JOB, "training.scheduler:poll_job",
+                     IntervalTrigger(seconds=s.poll_seconds), [], "run queued /retrain")
+        self._ensure(BANDIT_JOB, "training.scheduler:bandit_job",
+                     CronTrigger.from_crontab(s.nightly_bandit), [], "learn temperatures")
+        for job in self.scheduler.get_jobs():
+            if job.id not in wanted:
+                log.info("removing job %s (no longer in config.toml)", job.id)
+                job.remove()
+
+    def _ensure(self, job_id: str, func: str, trigger, args: list, name: str) -> None:
+        """Add the job, or replace it only if its definition changed.
+
+        An unchanged job keeps its stored next run time: replacing it would recompute
+        that from now, and a run missed while the scheduler was down would be skipped
+        instead of running within the misfire grace time.
+        """
+        s = self.schedule
+        options = dict(max_instances=1, coalesce=s.coalesce,
+                       misfire_grace_time=s.misfire_grace_seconds)
+        old = self.scheduler.get_job(job_id)
+        if old is not None and (str(old.trigger), getattr(old.trigger, "jitter", None),
+                                list(old.args), old.max_instances, old.coalesce,
+                                old.misfire_grace_time) == (
+                str(trigger), getattr(trigger, "jitter", None), args, *options.values()):
+            return
+        self.scheduler.add_job(func, trigger, args=args, id=job_id, name=name,
+                               replace_existing=True, **options)
+
+    def jobs(self):
+        return sorted(self.scheduler.get_jobs(), key=lambda j: j.id)
+
+    def shutdown(self, wait: bool = True) -> None:
+        global _context
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        _context = None
+        self.engine.dispose()
+
+
+def _list(sched: StyleScheduler) -> None:
+    sched.start(paused=True)
+    try:
+        print(f"jobs in {describe(sched.url)}:")
+        for job in sched.jobs():
+            when = job.next_run_time.isoformat(timespec="seconds") if job.next_run_time \
+                else "paused"
+            print(f"{job.id:<28} next {when}  ({job.trigger})")
+    finally:
+        sched.shutdown(wait=False)
+
+
+def _run_now(sched: StyleScheduler, style: str, minutes: float | None) -> int:
+    sched.book.get(style)  # KeyError names the valid styles
+    result = sched.retrainer.run(style, trigger="manual", minutes=minutes)
+    print(result.message())
+    return 1 if result.outcome == "failed" else 0
+
+
+def _serve(sched: StyleScheduler) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sched.start()
+    log.info("scheduler running on %s with %d jobs", describe(sched.url), len(sched.jobs()))
+    stop.wait()
+    log.info("stopping: waiting for a running job to finish")
+    sched.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from genmodels.cli import OneLineParser, fail
+    from sqlalchemy.exc import DBAPIError
+
+    from genmodels.styles import ConfigError
+    from storage.errors import StorageError
+
+    p = OneLineParser(prog="python -m training.scheduler", description=__doc__.split("\n")[0])
+    p.add_argument("--list", action="store_true", help="print the jobs and exit")
+    p.add_argument("--run-now", metavar="STYLE", help="retrain STYLE now and exit")
+    p.add_argument("--minutes", type=float, help="budget for --run-now (default: config)")
+    args = p.parse_args(argv)
+    if args.minutes is not None and (args.run_now is None or not args.minutes > 0):
+        return fail("--minutes needs --run-now and a positive number")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        sched = StyleScheduler()
+        if args.list:
+            _list(sched)
+            return 0
+        if args.run_now:
+            return _run_now(sched, args.run_now, args.minutes)
+        _serve(sched)
+        return 0
+    except KeyError as exc:
+        return fail(str(exc.args[0]))
+    except (ConfigError, StorageError) as exc:
+        return fail(str(exc))
+    except DBAPIError as exc:  # unreachable, or not migrated (`python -m storage migrate`)
+        reason = (str(exc.orig).strip().splitlines() or ["?"])[0]
+        return fail(f"database {describe(database_url())}: {reason}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
