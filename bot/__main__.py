@@ -1,66 +1,95 @@
-"""Sampling demo in the terminal, until the chat adapters land (issue 4).
+"""Run the bot: every adapter whose token is set, in one event loop.
 
-    python -m bot            # type "/austen It is a truth", "/proverb armenian", "/help"
+    python -m bot              # Telegram if TELEGRAM_TOKEN, Discord if DISCORD_TOKEN; else console
+    python -m bot console      # only the terminal chat (piped stdin works: scriptable)
+    python -m bot telegram     # only Telegram (TELEGRAM_TOKEN must be set)
 
-Reads commands from stdin (piped input works too) and prints text from the shipped
-models with the NumPy sampler. Each style's model is loaded on first use.
+Run ``python -m storage migrate`` first (``make run`` does). A bad config, a missing
+token or a platform that refuses the token ends the program with one line on stderr and
+exit status 2 (1 for a failure while running); Ctrl-C or SIGTERM stops it cleanly.
 """
 from __future__ import annotations
 
+import asyncio
+import importlib
+import logging
+import os
+import signal
 import sys
 
-from genmodels import artifact
-from genmodels.artifact import ArtifactError
-from genmodels.sampler import Sampler, SamplingParams
-from genmodels.styles import ConfigError, StyleBook, load_styles
+from genmodels.styles import ConfigError
+from storage.errors import StorageError
+
+ADAPTERS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN", "console": None}
+log = logging.getLogger("bot")
 
 
-def help_text(book: StyleBook) -> str:
-    lines = ["Commands:"]
-    for style in book.styles.values():
-        lines.append(f"  /{style.label:<20} {style.description}")
-    lines.append("Text after a command primes the model; /help shows this; Ctrl-D quits.")
-    return "\n".join(lines)
+def choose(argv: list[str], env: dict[str, str]) -> list[str]:
+    """The adapters to start; ``ValueError`` with a one-line reason."""
+    if len(argv) > 1:
+        raise ValueError("usage: python -m bot [console|telegram|discord]")
+    if argv:
+        name = argv[0]
+        if name not in ADAPTERS:
+            raise ValueError(f"unknown adapter {name!r}; choose one of {', '.join(ADAPTERS)}")
+        if ADAPTERS[name] and not env.get(ADAPTERS[name]):
+            raise ValueError(f"{ADAPTERS[name]} is not set in the environment")
+        return [name]
+    return [n for n, var in ADAPTERS.items() if var and env.get(var)] or ["console"]
 
 
-def reply(book: StyleBook, samplers: dict[str, Sampler], line: str) -> str:
-    """The answer to one input line (never raises for bad input)."""
-    words = line.strip().split(maxsplit=1)
-    if not words or not words[0].startswith("/") or words[0] in ("/help", "/start"):
-        return help_text(book)
-    command, rest = words[0][1:], (words[1] if len(words) > 1 else "")
-    variants = {s.variant for s in book.styles.values() if s.command == command and s.variant}
-    variant, _, prime = rest.partition(" ") if rest.split(" ")[0] in variants else ("", "", rest)
+async def run(names: list[str]) -> int:
+    from bot.core import Core  # after argument checks: loading models' config takes time
+
+    core = Core.from_config()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread / Windows
+            pass
+    tasks = {}
+    for name in names:
+        module = importlib.import_module(f"bot.adapters.{name}")
+        token = os.environ.get(ADAPTERS[name] or "", "")
+        tasks[asyncio.create_task(module.serve(core, token, stop), name=name)] = name
+    status = 0
     try:
-        style = book.find(command, variant)
-        if style.name not in samplers:
-            samplers[style.name] = Sampler(artifact.load(style.model_dir))
-    except KeyError as exc:
-        return f"Sorry: {exc.args[0]}."
-    except ArtifactError as exc:
-        return f"Sorry, the {style.label} model is unavailable ({exc})."
-    params = SamplingParams(temperature=style.temperature, max_chars=style.default_chars,
-                            stop=style.stop, top_k=book.top_k, top_p=book.top_p)
-    return samplers[style.name].generate(prime, params).full_text
+        # One adapter ending (console at end of input, or a failure) stops the others.
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        for task in asyncio.as_completed(tasks):
+            try:
+                await task
+            except Exception as exc:
+                log.debug("adapter failed", exc_info=True)
+                print(f"bot: {exc.__class__.__name__}: {exc}".splitlines()[0],
+                      file=sys.stderr)
+                status = 1
+    finally:
+        await core.close()
+    return status
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        book = load_styles()
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        names = choose(sys.argv[1:] if argv is None else argv, dict(os.environ))
+    except ValueError as exc:
+        print(f"bot: {exc}", file=sys.stderr)
         return 2
-    samplers: dict[str, Sampler] = {}
-    interactive = sys.stdin.isatty()
-    print(help_text(book))
-    while True:
-        if interactive:
-            print("> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            return 0
-        if line.strip():
-            print(reply(book, samplers, line), flush=True)
+    try:
+        return asyncio.run(run(names))
+    except (ConfigError, StorageError) as exc:
+        print(f"bot: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # e.g. an adapter not written yet
+        print(f"bot: adapter unavailable ({exc})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

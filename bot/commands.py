@@ -62,6 +62,12 @@ def build_commands(core: Core) -> dict[str, Command]:
     return {c.name: c for c in commands}
 
 
+def example_command(core: Core) -> str:
+    """A style command to show in examples: austen if there is one, else the first."""
+    commands = [s.command for s in core.book.styles.values()]
+    return "/" + ("austen" if "austen" in commands else commands[0])
+
+
 def _by_command(core: Core) -> dict[str, list[Style]]:
     grouped: dict[str, list[Style]] = {}
     for style in core.book.styles.values():
@@ -117,8 +123,8 @@ class Handlers:
                                            not in c.platforms):
                 continue
             lines.append(f"/{c.name} - {c.description}")
-        lines.append("Text after a style command starts the text, e.g. "
-                     "/austen It is a truth universally")
+        lines.append(f"Text after a style command starts the text, e.g. "
+                     f"{example_command(self.core)} It was")
         return Reply("\n".join(lines))
 
     async def styles(self, ctx: Context) -> Reply:

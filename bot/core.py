@@ -102,7 +102,7 @@ class Core:
         """The bot as config.toml (``$BOT_CONFIG``) describes it: the one wiring point."""
         book = load_styles(path)
         settings = load_settings(book.path)
-        return cls(book, db or Database(), client or make_client(), settings)
+        return cls(book, db or Database(), client or make_client(book.path), settings)
 
     async def close(self) -> None:
         await self.client.close()
@@ -190,7 +190,9 @@ class Core:
                 ctx.record.error = f"unknown command /{ctx.command}"
                 return Reply(f"Sorry, I do not know /{ctx.command}.\n\n{reply.text}")
             ctx.record.error = "no command"
-            return Reply(f"Start with a command, e.g. /austen.\n\n{reply.text}")
+            from bot.commands import example_command
+            return Reply(f"Start with a command, e.g. {example_command(self)}.\n\n"
+                         f"{reply.text}")
         if command.admin and not self.is_admin(ctx.request):
             raise UserError(f"Sorry, /{command.name} is for the bot's admins.")
         return await command.handler(ctx)

@@ -28,7 +28,7 @@ class BotSettings:
     chat_temperature_for_all: bool = True  # may non-admins set their chat's temperature?
     rate_burst: float = 5.0  # token bucket: this many requests at once ...
     rate_per_minute: float = 12.0  # ... refilled at this rate, per user
-    max_in_flight: int = 4  # generations running at once (more wait, up to max_waiting)
+    max_in_flight: int = 64  # generations at once (more wait, up to max_waiting)
     max_waiting: int = 200  # beyond this the bot answers "busy" at once
     max_prime_chars: int = 1000  # a longer prime is refused with a clear reply
     # Telegram: "polling" (default) or "webhook" (then webhook_url, listen, port).
@@ -86,7 +86,7 @@ def settings_from_doc(doc: dict) -> BotSettings:
         admins=admin_map, admin_roles=roles, chat_temperature_for_all=everyone,
         rate_burst=_number(rate, "burst", "rate_limit", 5, 1),
         rate_per_minute=_number(rate, "per_minute", "rate_limit", 12, 0.01),
-        max_in_flight=_number(bot, "max_in_flight", "bot", 4, 1, int),
+        max_in_flight=_number(bot, "max_in_flight", "bot", 64, 1, int),
         max_waiting=_number(bot, "max_waiting", "bot", 200, 0, int),
         max_prime_chars=_number(bot, "max_prime_chars", "bot", 1000, 1, int),
         telegram_mode=mode, telegram_webhook_url=tg.get("webhook_url", ""),

@@ -1,0 +1,187 @@
+"""A fake Telegram Bot API server on 127.0.0.1 for the real python-telegram-bot library.
+
+It serves ``/bot<TOKEN>/<method>``: getUpdates returns the updates a test queued
+(long-polling like Telegram: it waits for one, briefly); sendMessage, sendPhoto,
+sendChatAction, answerCallbackQuery, editMessageReplyMarkup, setMyCommands,
+deleteWebhook, getMe and the rest are recorded in ``calls`` and answered the way
+Telegram answers them. Used by tests/bot/test_telegram.py and bench/chat.py.
+
+    server = FakeTelegram()
+    await server.start()                       # server.base_url -> ApplicationBuilder
+    server.message(chat_id=1, user_id=7, text="/austen")
+    call = await server.wait_for("sendMessage", lambda p: p["chat_id"] == 1)
+    await server.stop()
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiohttp import web
+
+TOKEN = "123456:TEST-token"
+BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Style", "username": "stylebot_test",
+            "can_join_groups": True, "can_read_all_group_messages": False,
+            "supports_inline_queries": False}
+MAX_POLL_WAIT_S = 0.5  # shorter than Telegram's, so the library stops quickly in tests
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict
+    at: float = field(default_factory=time.perf_counter)
+
+
+def _decode(value: str):
+    """PTB sends each parameter as a form field, JSON-encoded unless it is a plain string."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+class FakeTelegram:
+    def __init__(self, token: str = TOKEN):
+        self.token = token
+        self.calls: list[Call] = []
+        self.updates: list[dict] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1000)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    async def start(self) -> "FakeTelegram":
+        app = web.Application(client_max_size=20 * 2**20)
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------ what a test sends
+
+    def _queue(self, update: dict) -> int:
+        update_id = next(self._update_ids)
+        self.updates.append({"update_id": update_id, **update})
+        asyncio.get_running_loop().create_task(self._notify())
+        return update_id
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _chat(self, chat_id: int, chat_type: str) -> dict:
+        if chat_type == "private":
+            return {"id": chat_id, "type": "private", "first_name": f"user{chat_id}"}
+        return {"id": chat_id, "type": chat_type, "title": f"group {chat_id}"}
+
+    def _user(self, user_id: int) -> dict:
+        return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}",
+                "username": f"user{user_id}"}
+
+    def message(self, chat_id: int, user_id: int, text: str, chat_type: str = "private",
+                edited: bool = False) -> int:
+        """Queue a text message (a command gets its bot_command entity, like Telegram's)."""
+        msg = {"message_id": next(self._message_ids), "date": int(time.time()),
+               "chat": self._chat(chat_id, chat_type), "from": self._user(user_id),
+               "text": text}
+        if text.startswith("/"):
+            msg["entities"] = [{"type": "bot_command", "offset": 0,
+                                "length": len(text.split()[0]) if text.split() else 1}]
+        if edited:
+            msg["edit_date"] = int(time.time())
+        return self._queue({"edited_message" if edited else "message": msg})
+
+    def press(self, chat_id: int, user_id: int, data: str, message_id: int = 1) -> int:
+        """Queue a tap on an inline button carrying ``data``."""
+        message = {"message_id": message_id, "date": int(time.time()),
+                   "chat": self._chat(chat_id, "private"), "from": BOT_USER, "text": "..."}
+        return self._queue({"callback_query": {
+            "id": str(next(self._update_ids) * 7919), "from": self._user(user_id),
+            "chat_instance": str(chat_id), "message": message, "data": data}})
+
+    # ------------------------------------------------------------ what a test reads
+
+    def sent(self, method: str, where: Callable[[dict], bool] = lambda p: True) -> list[dict]:
+        return [c.params for c in self.calls if c.method == method and where(c.params)]
+
+    async def wait_for(self, method: str, where: Callable[[dict], bool] = lambda p: True,
+                       count: int = 1, timeout: float = 60.0) -> list[dict]:
+        """The first ``count`` matching calls, waiting for them (a test fails on timeout)."""
+        async def enough():
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.sent(method, where)) >= count)
+        await asyncio.wait_for(enough(), timeout)
+        return self.sent(method, where)[:count]
+
+    # ------------------------------------------------------------ the Bot API
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401,
+                                      "description": "Unauthorized"}, status=401)
+        method = request.match_info["method"]
+        form = await request.post()
+        params = {k: (_decode(v) if isinstance(v, str) else v.file.read())
+                  for k, v in form.items()}
+        if method != "getUpdates":
+            self.calls.append(Call(method, params))
+            await self._notify()
+        handler = getattr(self, f"_api_{method}", None)
+        result = await handler(params) if handler else True
+        return web.json_response({"ok": True, "result": result})
+
+    async def _api_getMe(self, params):
+        return BOT_USER
+
+    async def _api_getUpdates(self, params):
+        offset = int(params.get("offset") or 0)
+        self.updates = [u for u in self.updates if u["update_id"] >= offset]  # confirmed
+        wait = min(float(params.get("timeout") or 0), MAX_POLL_WAIT_S)
+        if not self.updates and wait:
+            with_timeout = asyncio.wait_for(self._wait_update(), wait)
+            try:
+                await with_timeout
+            except asyncio.TimeoutError:
+                pass
+        return self.updates[:int(params.get("limit") or 100)]
+
+    async def _wait_update(self):
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self.updates))
+
+    def _message(self, params, **extra) -> dict:
+        chat_id = int(params["chat_id"])
+        chat = self._chat(chat_id, "private" if chat_id > 0 else "group")
+        msg = {"message_id": next(self._message_ids), "date": int(time.time()),
+               "chat": chat, "from": BOT_USER, **extra}
+        if "reply_markup" in params:
+            msg["reply_markup"] = params["reply_markup"]
+        return msg
+
+    async def _api_sendMessage(self, params):
+        return self._message(params, text=str(params["text"]))
+
+    async def _api_sendPhoto(self, params):
+        photo = [{"file_id": "p1", "file_unique_id": "u1", "width": 64, "height": 64}]
+        caption = params.get("caption")
+        return self._message(params, photo=photo, **({"caption": caption} if caption else {}))
+
+    async def _api_editMessageReplyMarkup(self, params):
+        return self._message(params, text="...")

@@ -1,0 +1,228 @@
+"""The chat core without any platform: commands, admin checks, limits, ratings, logging.
+
+Real storage (SQLite) and the real in-process engine on tiny random models; every
+request, rejected ones included, must end up in the database.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from storage.models import Rating, Request as RequestRow, SettingChange, TrainingRun
+from bot.core import Request
+from storage.database import Database
+
+USER = "42"
+ADMIN = "1"  # an admin in the chat fixture's settings
+
+
+def req(text: str, user: str = USER, chat: str = "c1", **kw) -> Request:
+    return Request("telegram", chat, user, user_name=f"u{user}", text=text,
+                   bot_username="stylebot", **kw)
+
+
+def test_generation_carries_a_rating_and_everything_is_logged(chat):
+    async def scenario():
+        core = chat.core()
+        reply = await core.handle(req("/tiny the cat"))
+        assert reply.text.startswith("the cat") and reply.rate_generation is not None
+        fox = await core.handle(req("/fable fox"))
+        assert fox.rate_generation not in (None, reply.rate_generation)
+        owl = await core.handle(req("/fable owl"))  # no artifact
+        assert owl.text == "Sorry, the fable_owl model is unavailable."
+        assert owl.rate_generation is None
+        unknown = await core.handle(req("/fable bear"))
+        assert "choose one of fox, owl" in unknown.text
+        primed = await core.handle(req("/fable a dog ran"))  # no plain fable style
+        assert "choose one of fox, owl" in primed.text
+        assert await core.rate(req(""), f"rate:{reply.rate_generation}:+1") == \
+            "Thanks for the \N{THUMBS UP SIGN}!"
+        assert (await core.rate(req(""), f"rate:{reply.rate_generation}:-1")).startswith(
+            "Changed to")
+    chat.run(scenario)
+    rows = chat.rows(RequestRow)
+    assert len(rows) == 5
+    outcomes = sorted(r.outcome for r in rows)
+    assert outcomes == ["bad_input", "bad_input", "error", "ok", "ok"]
+    (rating,) = chat.rows(Rating)
+    assert rating.value == -1  # the second tap replaced the first
+
+
+def test_bad_input_gets_one_clear_line_and_is_logged(chat):
+    async def scenario():
+        core = chat.core(max_prime_chars=50)
+        texts = {
+            "/nosuch": "Sorry, I do not know /nosuch.",
+            "": "Start with a command",
+            "hello there": "Start with a command",
+            "/temperature banana": "The temperature must be a number from 0 to 5",
+            "/temperature 1e308": "The temperature must be a number from 0 to 5",
+            "/temperature nan": "The temperature must be a number from 0 to 5",
+            "/temperature -1": "The temperature must be a number from 0 to 5",
+            "/tiny " + "x" * 10_000: "That text is 10,000 characters long; I read at most 50",
+            "/rate sideways": "Sorry, I do not know /rate.",  # console-only
+        }
+        for text, expected in texts.items():
+            reply = await core.handle(req(text))
+            assert reply.text.startswith(expected), (text, reply.text[:80])
+            assert "Traceback" not in reply.text
+        silent = await core.handle(req("/tiny@otherbot the cat"))
+        assert silent.silent and not silent.text
+        addressed = await core.handle(req("/tiny@StyleBot the"))  # case-insensitive
+        assert addressed.text.startswith("the")
+        emoji = await core.handle(req("/tiny the \N{GRINNING FACE} \u05e9\u05dc\u05d5\u05dd"))
+        assert emoji.rate_generation is not None
+        assert "left out characters this model has never seen" in emoji.text
+        for data in ("rate:abc:+1", "rate:1:+2", "nonsense", "", "rate:-5:+1",
+                     "rate:99999999999999999999:+1"):
+            assert await core.rate(req(""), data) == "Sorry, I do not recognise that button."
+        assert "no longer have that text" in await core.rate(req(""), "rate:999999:+1")
+    chat.run(scenario)
+    assert chat.count(RequestRow) == 11  # the other bot's command is not ours to log
+
+
+def test_admin_commands_are_refused_politely_and_recorded(chat):
+    async def scenario():
+        core = chat.core()
+        for text in ("/models", "/retrain tiny", "/rollback tiny", "/stats",
+                     "/temperature tiny 0.9", "/temperature reset tiny"):
+            reply = await core.handle(req(text))
+            assert reply.text.startswith("Sorry, "), (text, reply.text)
+            assert "admins" in reply.text
+        help_user = await core.handle(req("/help"))
+        assert "/tiny" in help_user.text and "/stats" not in help_user.text
+        admin = lambda text: core.handle(req(text, user=ADMIN))  # noqa: E731
+        assert "/stats" in (await admin("/help")).text
+        assert (await admin("/temperature fable fox 0.9")).text == \
+            "Temperature of fable fox set to 0.9 (was unset)."
+        assert (await admin("/temperature fable_fox")).text == \
+            "fable fox: 0.9 (set for this style by an admin)"
+        assert (await admin("/temperature reset fable_fox")).text == \
+            "Temperature for fable fox reset (was 0.9)."
+        assert (await admin("/retrain tiny")).text.startswith("Retrain of tiny requested")
+        assert "no earlier version" in (await admin("/rollback tiny")).text
+        assert "Usage: /retrain STYLE" in (await admin("/retrain")).text
+        await admin("/tiny the")
+        stats = (await admin("/stats")).text
+        assert "tiny: " in stats and " ms" in stats
+        models = (await admin("/models tiny")).text
+        assert models.startswith("tiny (serving: tiny-test-0)")
+    chat.run(scenario)
+    (run,) = chat.rows(TrainingRun)
+    assert (run.style, run.trigger) == ("tiny", "admin") and run.requested_by_user_id
+    changes = chat.rows(SettingChange)
+    assert [(c.style, c.old_value, c.new_value) for c in changes] == [
+        ("fable_fox", None, 0.9), ("fable_fox", 0.9, None)]
+    assert all(c.changed_by_user_id for c in changes)
+
+
+def test_chat_temperature_applies_here_only_and_can_be_forbidden(chat):
+    async def scenario():
+        core = chat.core()
+        assert (await core.handle(req("/temperature 0"))).text.startswith(
+            "Temperature in this chat set to 0;")
+        shown = (await core.handle(req("/temperature"))).text
+        assert "/tiny: 0 (set for this chat)" in shown
+        other = (await core.handle(req("/temperature", chat="c2"))).text
+        assert "/tiny: 0.7 (default from config)" in other
+        greedy = [await core.handle(req("/tiny the")) for _ in range(2)]
+        assert greedy[0].text == greedy[1].text  # temperature 0: always the likeliest
+        assert "reset (was 0)" in (await core.handle(req("/temperature reset"))).text
+        strict = chat.core(chat_temperature_for_all=False)
+        refused = await strict.handle(req("/temperature 0.5"))
+        assert refused.text == "Sorry, only the bot's admins change the temperature here."
+        allowed = await strict.handle(req("/temperature 0.5", user=ADMIN))
+        assert allowed.text.startswith("Temperature in this chat set to 0.5")
+    chat.run(scenario)
+
+
+def test_flooding_gets_the_slow_down_reply_and_is_logged(chat):
+    async def scenario():
+        core = chat.core(rate_burst=3, rate_per_minute=1)
+        replies = [await core.handle(req("/help")) for _ in range(6)]
+        slow = [r for r in replies if r.text.startswith("Slow down a little")]
+        assert len(slow) == 3
+        other_user = await core.handle(req("/help", user="43"))
+        assert not other_user.text.startswith("Slow down")
+        admin = [await core.handle(req("/help", user=ADMIN)) for _ in range(6)]
+        assert not any(r.text.startswith("Slow down") for r in admin)
+    chat.run(scenario)
+    assert chat.count(RequestRow, RequestRow.outcome == "rate_limited") == 3
+    assert chat.count(RequestRow) == 13
+
+
+class Gated:
+    """The real engine client behind a gate, so a test decides when generations finish."""
+
+    def __init__(self, client):
+        self.client, self.gate = client, asyncio.Event()
+
+    async def generate(self, *args):
+        await self.gate.wait()
+        return await self.client.generate(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_burst_waits_its_turn_and_past_the_bound_gets_busy(chat):
+    async def scenario():
+        core = chat.core(max_in_flight=2, max_waiting=3)
+        core.client = gated = Gated(core.client)
+        tasks = [asyncio.create_task(core.handle(req("/tiny the", user=str(100 + i))))
+                 for i in range(8)]
+        for _ in range(3000):  # until 2 run + 3 wait and the other 3 were answered
+            if sum(t.done() for t in tasks) == 3 and core._queued == 5:
+                break
+            await asyncio.sleep(0.01)
+        busy = [t.result().text for t in tasks if t.done()]
+        assert busy == ["Sorry, I am busy writing for others; try again in a moment."] * 3
+        gated.gate.set()
+        replies = await asyncio.gather(*tasks)
+        assert sum(r.rate_generation is not None for r in replies) == 5
+    chat.run(scenario)
+    assert chat.count(RequestRow, RequestRow.outcome == "busy") == 3
+    assert chat.count(RequestRow) == 8
+
+
+def test_a_rating_from_before_a_restart_still_counts(chat):
+    async def scenario():
+        first = chat.core()
+        reply = await first.handle(req("/tiny the"))
+        await first.close()
+        second = chat.core()  # a new process: nothing in memory
+        assert (await second.rate(req("", user="77"), f"rate:{reply.rate_generation}:+1")
+                ).startswith("Thanks")
+    chat.run(scenario)
+    assert chat.count(Rating) == 1
+
+
+def test_console_rate_rates_the_last_text(chat):
+    async def scenario():
+        core = chat.core()
+        console = lambda text: core.handle(  # noqa: E731
+            Request("console", "local", "local", text=text))
+        assert (await console("/rate up")).text == "Nothing to rate yet: ask for a text first."
+        await console("/tiny the")
+        assert (await console("/rate up")).text.startswith("Thanks")
+        assert (await console("/rate down")).text.startswith("Changed to")
+        assert (await console("/rate")).text == "Usage: /rate up or /rate down."
+        menu = core.commands()
+        assert ("rate", "Rate the last text: /rate up or /rate down") not in menu
+        assert ("tiny", "A tiny test style") in menu
+        assert ("fable", "A fox fable [fox|owl]") in menu
+    chat.run(scenario)
+    (rating,) = chat.rows(Rating)
+    assert rating.value == -1
+
+
+def test_a_storage_outage_still_answers_and_spools_the_log(chat, tmp_path):
+    async def scenario():
+        core = chat.core()
+        core.db.close()
+        # A database that cannot be opened: the request is answered and spooled.
+        core.db = Database(f"sqlite:///{tmp_path}/missing/dir/x.db", spool=chat.spool,
+                           retries=0)
+        reply = await core.handle(req("/help"))
+        assert "/tiny" in reply.text
+    chat.run(scenario)
+    assert chat.spool.read_text(encoding="utf-8").count('"command": "help"') == 1
