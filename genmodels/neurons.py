@@ -213,6 +213,9 @@ PAD, TITLE_H, LEGEND_H, MIN_W = 12, 34, 56, 500
 DPI = 100
 DISPLAY = {"\n": "\u21b5", "\t": "\u2192"}  # visible stand-ins for invisible characters
 CMAP = "RdBu_r"  # diverging: blue negative, white zero, red positive
+# matplotlib does not promise thread safety (shared font and text caches); the chat
+# renders in worker threads, so one picture at a time (each takes well under a second).
+_render_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,11 @@ def render_png(text: str, values: np.ndarray, title: str, legend: str = "activat
     values = np.asarray(values, np.float64)
     if len(values) != len(text) or not len(text):
         raise ValueError(f"need one value per character ({len(values)} for {len(text)})")
-    lay = layout(text, wrap)
+    with _render_lock:
+        return _draw(text, values, title, legend, layout(text, wrap))
+
+
+def _draw(text: str, values: np.ndarray, title: str, legend: str, lay: Layout) -> bytes:
     width, height = lay.size
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     FigureCanvasAgg(fig)

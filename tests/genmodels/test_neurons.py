@@ -2,6 +2,8 @@
 import io
 import random
 import struct
+import subprocess
+import sys
 
 import matplotlib
 import matplotlib.image
@@ -193,3 +195,23 @@ def test_style_picture_uses_the_active_model_and_reloads_a_new_one(
     new.version = "tiny-new"
     new.save(shipped / "tiny")
     assert active_artifact("tiny", shipped).version == "tiny-new"
+
+
+def test_pictures_need_no_tensorflow(env_for):
+    """The chat process imports this; it must pull in neither TensorFlow nor pyplot."""
+    code = ("import sys, genmodels.neurons, training.visualize; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras') or m == 'matplotlib.pyplot'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env_for(), text=True,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_pictures_from_several_threads_at_once_are_all_whole(tiny_artifact):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda s: neuron_picture(tiny_artifact, "", seed=s % 2),
+                                range(6)))
+    assert all(r == results[r_i % 2] for r_i, r in enumerate(results))
