@@ -75,15 +75,21 @@ def load_discord_settings(path: str | Path | None = None) -> DiscordSettings:
 
 
 def plain_chunks(text: str, limit: int = LIMIT) -> list[str]:
-    """``text`` with Markdown escaped, in chunks that stay within ``limit`` escaped."""
-    chunks = []
-    for piece in split_message(text, limit):
-        escaped = discord.utils.escape_markdown(piece)
-        if len(escaped) <= limit:
-            chunks.append(escaped)
-        else:  # escaping at most doubles a piece, so halving the limit always ends
-            chunks.extend(plain_chunks(piece, limit // 2))
-    return chunks
+    """``text`` with Markdown escaped, in chunks of at most ``limit`` characters.
+
+    Split first and escape each chunk, so an escape is never cut in two and a chunk's
+    first line is escaped as a line start; a chunk that escaping made too long is split
+    again, smaller.
+    """
+    return [chunk for piece in split_message(text, limit) for chunk in _fit(piece, limit)]
+
+
+def _fit(piece: str, limit: int) -> list[str]:
+    escaped = discord.utils.escape_markdown(piece)
+    if len(escaped) <= limit:
+        return [escaped]
+    size = max(1, len(piece) * limit // len(escaped))  # the raw length that should fit
+    return [chunk for part in split_message(piece, size) for chunk in _fit(part, limit)]
 
 
 class RateButton(discord.ui.DynamicItem[discord.ui.Button],

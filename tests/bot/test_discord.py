@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from bot.adapters.discord import DiscordAdapter, load_discord_settings
-from bot.core import Core
+from bot.core import Core, Reply
 from fakediscord import ADMIN_ROLE_ID, FakeDiscord, user
 from genmodels.generation import LocalClient
 from genmodels.registry import activate
@@ -242,4 +242,37 @@ def test_prefix_commands_with_message_content(world):
             later = await w.fake.wait_for(lambda: w.fake.channel_messages()[1:])
             assert later[0]["content"].startswith("Sorry, I do not know /nosuch")
             assert len(w.fake.channel_messages()) == 2
+    run(main())
+
+
+def test_long_reply_is_split_escaped_with_photo_and_buttons(world):
+    """Through the real adapter and fake Discord, with the core's answer stubbed."""
+    long_text = ("**Bold** @everyone _claims_ <@1002>.\n" * 60).strip()  # about 2300 chars
+
+    async def main():
+        async with world().running() as w:
+            async def canned(request):
+                if "quiet" in request.text:
+                    return Reply("", silent=True)
+                return Reply(long_text, rate_generation=7, photo=b"\x89PNG fake")
+            w.core.handle = canned
+            token = await w.fake.slash("tiny", {"text": "x"}, author=BOB)
+            # done when the buttons (on the last chunk) arrived
+            await w.fake.wait_for(lambda: any(m["components"]
+                                              for m in w.fake.messages_for(token)))
+            calls = [c for c in w.fake.calls_for(token) if c.message is not None]
+            first, *middle, last = [c.message for c in calls]
+            assert all(len(m["content"]) <= 2000 for m in [first, *middle, last])
+            assert first["content"].startswith(r"\*\*Bold\*\* @everyone \_claims\_")
+            assert all(c.body["allowed_mentions"]["parse"] == [] for c in calls)
+            assert list(calls[0].files.values()) == [b"\x89PNG fake"]
+            assert not any(c.files or c.message["components"] for c in calls[1:-1])
+            assert set(buttons(last).values()) == {"rate:7:+1", "rate:7:-1"}
+            text = "\n".join(m["content"] for m in [first, *middle, last])
+            assert text.replace("\\", "") == long_text  # nothing lost at the cuts
+
+            token = await w.fake.slash("tiny", {"text": "quiet"}, author=BOB)
+            await w.fake.wait_for(lambda: any(c.method == "DELETE"
+                                              for c in w.fake.calls_for(token)))
+            assert w.fake.messages_for(token) == []  # the "thinking" note is removed
     run(main())
