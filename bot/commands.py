@@ -17,11 +17,11 @@ from typing import Awaitable, Callable
 from genmodels.sampler import MAX_TEMPERATURE
 from genmodels.styles import Style
 from storage.errors import NotFound
-from storage.models import VersionStatus
 from storage.settings import clear_temperature, set_temperature
 from storage.stats import latency_percentiles, style_stats, version_stats
-from storage.versions import (list_model_versions, promote_model_version,
-                              start_training_run)
+# Issue 6's registry operations (NumPy- and TensorFlow-free, safe in the chat process).
+from training.registry_ops import list_versions, queue_retrain
+from training.registry_ops import rollback as registry_rollback
 from bot.core import Context, Core, Reply, UserError, _chat_id, _user_id
 from bot.text import THUMBS_DOWN, THUMBS_UP
 
@@ -242,9 +242,12 @@ class Handlers:
 
     async def retrain(self, ctx: Context) -> Reply:
         style = self.need_style(ctx.args, "/retrain STYLE")
-        run_id = await self.core.db.run(_queue_retrain, ctx.request, style)
-        return Reply(f"Retrain of {style.label} requested (run {run_id}); the scheduler "
-                     f"picks it up.")
+        run_id, new = await self.core.db.run(_queue_retrain, ctx.request, style)
+        if not new:
+            return Reply(f"A retrain of {style.label} is already queued or running "
+                         f"(run {run_id}).")
+        return Reply(f"Retrain of {style.label} queued (run {run_id}); the scheduler "
+                     f"starts it soon.")
 
     async def rollback(self, ctx: Context) -> Reply:
         style = self.need_style(ctx.args, "/rollback STYLE")
@@ -277,29 +280,18 @@ def _clear_temperature(session, request, style: str | None):
     return clear_temperature(session, by_user_id=who, style=style)
 
 
-def _queue_retrain(session, request, style: Style) -> int:
-    # TrainingRun has no "queued" status: an admin-triggered run without finished_at is
-    # the request; issue 6's scheduler claims it (see the report on issue 4).
-    run = start_training_run(session, style=style.name, trigger="admin",
-                             budget_minutes=style.training.minutes,
-                             requested_by_user_id=_user_id(session, request))
-    return run.id
+def _queue_retrain(session, request, style: Style) -> tuple[int, bool]:
+    run, new = queue_retrain(session, style.name, by_user_id=_user_id(session, request),
+                             minutes=style.training.minutes)
+    return run.id, new
 
 
 def _model_lines(session, names: list[str], served: dict[str, str]) -> list[str]:
     lines = []
     for name in names:
-        votes = {v.key: v for v in version_stats(session, style=name)}
-        versions = list_model_versions(session, name)
-        serving = served.get(name, "not loaded yet")
-        lines.append(f"{name} (serving: {serving})")
-        if not versions:
-            lines.append("  no versions registered")
-        for v in versions[:5]:
-            s = votes.get(v.version)
-            loss = "?" if v.val_loss is None else f"{v.val_loss:.3f}"
-            rated = f"{THUMBS_UP}{s.up} {THUMBS_DOWN}{s.down}" if s else "no ratings"
-            lines.append(f"  {v.version} [{v.status}] val loss {loss} nats/char, {rated}")
+        lines.append(f"{name} (serving: {served.get(name, 'not loaded yet')})")
+        versions = list_versions(session, name, limit=5)
+        lines += ["  " + v.line() for v in versions] or ["  no versions registered"]
     return lines
 
 
@@ -319,18 +311,9 @@ def _stats_lines(session) -> list[str]:
 
 
 def rollback_version(session, style: str) -> str:
-    """Promote the version that was active before the current one (``Core.rollback``)."""
-    versions = list_model_versions(session, style)
-    active = next((v for v in versions if v.status == VersionStatus.ACTIVE.value), None)
-    older = [v for v in versions if v.status == VersionStatus.RETIRED.value
-             and v.promoted_at is not None
-             and (active is None or v.created_at <= active.created_at)]
-    if not older:
-        raise UserError(f"{style} has no earlier version to roll back to.")
-    target = max(older, key=lambda v: (v.promoted_at, v.id))
+    """Re-activate the version before the active one (``Core.rollback``): DB and marker."""
     try:
-        promote_model_version(session, target.version)
+        old, new = registry_rollback(session, style)
     except NotFound as exc:
-        raise UserError(str(exc)) from None
-    was = active.version if active else "none"
-    return f"{style}: now serving {target.version} again (was {was})."
+        raise UserError(f"Cannot roll back: {exc}.") from None
+    return f"{style}: now serving {new} again (was {old})."

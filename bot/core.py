@@ -259,8 +259,9 @@ class Core:
     async def rollback(self, style: str) -> str:
         """Serve the style's previous model version again; a one-line report.
 
-        The one place a rollback happens. For now it is storage bookkeeping (promote the
-        previous version); the model registry's own operation plugs in here.
+        The one place a rollback happens: issue 6's registry operation, which promotes
+        the previous version in the database and moves the ACTIVE marker that serving
+        reads, in one unit of work.
         """
         from bot.commands import rollback_version  # storage work, kept beside /models
 

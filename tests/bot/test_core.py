@@ -10,6 +10,7 @@ import asyncio
 from storage.models import Rating, Request as RequestRow, SettingChange, TrainingRun
 from bot.core import Request
 from storage.database import Database
+from storage.versions import promote_model_version, register_model_version
 
 USER = "42"
 ADMIN = "1"  # an admin in the chat fixture's settings
@@ -98,17 +99,21 @@ def test_admin_commands_are_refused_politely_and_recorded(chat):
             "fable fox: 0.9 (set for this style by an admin)"
         assert (await admin("/temperature reset fable_fox")).text == \
             "Temperature for fable fox reset (was 0.9)."
-        assert (await admin("/retrain tiny")).text.startswith("Retrain of tiny requested")
-        assert "no earlier version" in (await admin("/rollback tiny")).text
+        assert (await admin("/retrain tiny")).text.startswith("Retrain of tiny queued")
+        assert (await admin("/retrain tiny")).text.startswith(  # pressed twice: one run
+            "A retrain of tiny is already queued")
+        assert (await admin("/rollback tiny")).text == \
+            "Cannot roll back: tiny has no active registered version to roll back from."
         assert "Usage: /retrain STYLE" in (await admin("/retrain")).text
         await admin("/tiny the")
         stats = (await admin("/stats")).text
         assert "tiny: " in stats and " ms" in stats
         models = (await admin("/models tiny")).text
-        assert models.startswith("tiny (serving: tiny-test-0)")
+        assert models == "tiny (serving: tiny-test-0)\n  no versions registered"
     chat.run(scenario)
     (run,) = chat.rows(TrainingRun)
-    assert (run.style, run.trigger) == ("tiny", "admin") and run.requested_by_user_id
+    assert (run.style, run.trigger, run.status) == ("tiny", "admin", "queued")
+    assert run.requested_by_user_id
     changes = chat.rows(SettingChange)
     assert [(c.style, c.old_value, c.new_value) for c in changes] == [
         ("fable_fox", None, 0.9), ("fable_fox", 0.9, None)]
@@ -226,3 +231,26 @@ def test_a_storage_outage_still_answers_and_spools_the_log(chat, tmp_path):
         assert "/tiny" in reply.text
     chat.run(scenario)
     assert chat.spool.read_text(encoding="utf-8").count('"command": "help"') == 1
+
+
+def test_rollback_and_models_use_the_registry(chat, tmp_path):
+    registry = tmp_path / "registry"
+    for seed, version in enumerate(("tiny-v1", "tiny-v2")):
+        chat.setup.save_artifact("tiny", seed=seed).save(registry / "tiny" / version)
+
+    async def scenario():
+        core = chat.core()
+        for version in ("tiny-v1", "tiny-v2"):
+            await core.db.run(_register_and_promote, version, registry / "tiny" / version)
+        models = (await core.handle(req("/models tiny", user=ADMIN))).text
+        assert "* tiny-v2" in models and "tiny-v1" in models
+        reply = await core.handle(req("/rollback tiny", user=ADMIN))
+        assert reply.text == "tiny: now serving tiny-v1 again (was tiny-v2)."
+    chat.run(scenario)
+    assert (registry / "tiny" / "ACTIVE").read_text().strip() == "tiny-v1"
+
+
+def _register_and_promote(session, version, path):
+    register_model_version(session, style="tiny", version=version, artifact_path=str(path),
+                           val_loss=1.5)
+    promote_model_version(session, version)

@@ -1,0 +1,138 @@
+"""The real python-telegram-bot Application against a fake Bot API server on 127.0.0.1.
+
+A conversation goes through long polling exactly as in production: the fake server
+hands out updates from getUpdates and records what the bot sends back.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fake_telegram import TOKEN, FakeTelegram
+from storage.models import Rating, Request as RequestRow, SettingChange
+from bot.adapters import telegram
+from bot.core import Reply
+
+ADMIN = 1  # an admin in the chat fixture's settings
+USER = 42
+
+
+@contextlib.asynccontextmanager
+async def running(core):
+    """The fake server and the adapter's ``serve`` polling it, stopped cleanly at the end."""
+    server = await FakeTelegram().start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(telegram.serve(core, TOKEN, stop, base_url=server.base_url))
+    try:
+        started = asyncio.create_task(server.wait_for("setMyCommands"))
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # serve failed at start: raise its error
+        yield server
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+        await server.stop()
+
+
+def to_chat(chat_id):
+    return lambda p: p.get("chat_id") == chat_id
+
+
+def test_a_conversation_with_rating_buttons(chat):
+    async def scenario():
+        async with running(chat.core()) as server:
+            (commands,) = server.sent("setMyCommands")
+            names = [c["command"] for c in commands["commands"]]
+            assert names[:3] == ["start", "help", "styles"] and "fable" in names
+            assert "rate" not in names  # console only
+            server.message(USER, USER, "/fable fox the cat")
+            (reply,) = await server.wait_for("sendMessage", to_chat(USER))
+            assert reply["text"].startswith("the cat") and "parse_mode" not in reply
+            (up, down), = reply["reply_markup"]["inline_keyboard"]
+            assert up["text"] == "\N{THUMBS UP SIGN}" and up["callback_data"].endswith(":+1")
+            assert server.sent("sendChatAction", to_chat(USER))[0]["action"] == "typing"
+            server.press(USER, USER, up["callback_data"])
+            (ack,) = await server.wait_for("answerCallbackQuery")
+            assert ack["text"] == "Thanks for the \N{THUMBS UP SIGN}!"
+            server.press(USER, USER, down["callback_data"])  # a second tap changes it
+            acks = await server.wait_for("answerCallbackQuery", count=2)
+            assert acks[1]["text"] == "Changed to \N{THUMBS DOWN SIGN}."
+            server.press(USER, USER, "rate:1:+1; DROP TABLE ratings")  # tampered
+            acks = await server.wait_for("answerCallbackQuery", count=3)
+            assert acks[2]["text"] == "Sorry, I do not recognise that button."
+    chat.run(scenario)
+    (rating,) = chat.rows(Rating)
+    assert rating.value == -1
+    (request,) = chat.rows(RequestRow)
+    assert (request.style, request.variant, request.outcome) == ("fable_fox", "fox", "ok")
+
+
+def test_admin_refusal_flooding_unknown_commands_and_ignored_updates(chat):
+    async def scenario():
+        core = chat.core(rate_burst=3, rate_per_minute=1)
+        async with running(core) as server:
+            server.message(USER, USER, "/temperature tiny 0.9")
+            (refusal,) = await server.wait_for("sendMessage", to_chat(USER))
+            assert refusal["text"].startswith("Sorry, only the bot's admins set a style's")
+            server.message(ADMIN, ADMIN, "/temperature tiny 0.9")
+            (done,) = await server.wait_for("sendMessage", to_chat(ADMIN))
+            assert done["text"] == "Temperature of tiny set to 0.9 (was unset)."
+            server.message(7, 7, "/nosuch")
+            (unknown,) = await server.wait_for("sendMessage", to_chat(7))
+            assert unknown["text"].startswith("Sorry, I do not know /nosuch.")
+            assert "/tiny - A tiny test style" in unknown["text"]  # help follows
+            for _ in range(6):  # user 8 floods
+                server.message(8, 8, "/help")
+            flood = await server.wait_for("sendMessage", to_chat(8), count=6)
+            assert sum(m["text"].startswith("Slow down a little") for m in flood) == 3
+            # Ignored: an edit, a command for another bot, plain text in a group.
+            server.message(9, 9, "/tiny the", edited=True)
+            server.message(-100, 9, "/tiny@otherbot the", chat_type="group")
+            server.message(-100, 9, "just chatting", chat_type="group")
+            server.message(-100, 9, "/tiny@stylebot_test the", chat_type="group")
+            (group,) = await server.wait_for("sendMessage", to_chat(-100))
+            assert group["text"].startswith("the")
+            assert server.sent("sendMessage", to_chat(9)) == []
+    chat.run(scenario)
+    assert chat.count(RequestRow) == 1 + 1 + 1 + 6 + 1  # rejected ones included
+    assert chat.count(RequestRow, RequestRow.outcome == "rate_limited") == 3
+    (change,) = chat.rows(SettingChange)
+    assert change.new_value == 0.9 and change.changed_by_user_id is not None
+
+
+def test_long_texts_are_split_and_pictures_sent(chat):
+    async def scenario():
+        server = await FakeTelegram().start()
+        app = telegram.build_application(chat.core(), TOKEN, server.base_url)
+        try:
+            async with app:
+                text = "\n".join(f"Line {i} of a long speech." for i in range(400))
+                await telegram.send_reply(app.bot, USER, Reply(text, rate_generation=5))
+                await telegram.send_reply(app.bot, USER, Reply("neurons", photo=b"\x89PNG"))
+                await telegram.send_reply(app.bot, USER, Reply("", silent=True))
+        finally:
+            await server.stop()
+        parts = server.sent("sendMessage")
+        assert len(parts) == 3 and all(len(p["text"]) <= 4096 for p in parts)
+        assert "\n".join(p["text"] for p in parts) == text
+        assert [("reply_markup" in p) for p in parts] == [False, False, True]
+        (photo,) = server.sent("sendPhoto")
+        assert photo["caption"] == "neurons" and photo["photo"] == b"\x89PNG"
+    chat.run(scenario)
+
+
+def test_a_bad_token_fails_at_start_with_a_clear_error(chat):
+    async def scenario():
+        server = await FakeTelegram().start()
+        try:
+            stop = asyncio.Event()
+            try:
+                await telegram.serve(chat.core(), "999:wrong", stop, base_url=server.base_url)
+            except Exception as exc:  # PTB's InvalidToken
+                assert "rejected by the server" in str(exc) or "Unauthorized" in str(exc)
+            else:
+                raise AssertionError("serve accepted a bad token")
+        finally:
+            await server.stop()
+    chat.run(scenario)
