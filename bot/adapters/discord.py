@@ -4,7 +4,7 @@
     await adapter.start(os.environ["DISCORD_TOKEN"])   # logs in, connects in the background
     ...
     await adapter.close()
-    # or, until the connection ends:  await run_discord(core, token, settings)
+    # python -m bot calls:  await serve(core, token, stop_event)
 
 Every command in ``core.commands()`` becomes a slash command with an optional ``text``
 option (commands with variants, like /proverb, also get a ``variant`` choice); they are
@@ -149,24 +149,19 @@ class DiscordAdapter:
         intents = discord.Intents.default()
         intents.message_content = self.settings.message_content
         self.client = _Client(self, intents)
-        self._task: asyncio.Task | None = None
+        self.task: asyncio.Task | None = None  # the gateway connection, once started
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, token: str) -> None:
         """Log in (raises ``discord.LoginFailure`` for a bad token), then connect."""
         await self.client.login(token)
-        self._task = asyncio.create_task(self.client.connect(), name="discord-gateway")
-
-    async def wait(self) -> None:
-        """Until the gateway connection ends (it reconnects by itself on drops)."""
-        if self._task is not None:
-            await self._task
+        self.task = asyncio.create_task(self.client.connect(), name="discord-gateway")
 
     async def close(self) -> None:
         await self.client.close()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
 
     async def setup(self) -> None:
         """Register the buttons and the slash commands, then sync them to Discord."""
@@ -306,11 +301,29 @@ async def _quietly(coro) -> None:
         log.exception("discord: could not send the error notice")
 
 
-async def run_discord(core: Core, token: str, settings: DiscordSettings | None = None) -> None:
-    """Run the Discord bot in the current event loop until its connection ends."""
-    adapter = DiscordAdapter(core, settings)
+async def serve(core: Core, token: str, stop: asyncio.Event,
+                settings: DiscordSettings | None = None) -> None:
+    """``python -m bot``'s entry point: run until ``stop`` is set, then close cleanly.
+
+    Raises ``discord.LoginFailure`` for a refused token, and whatever ends the gateway
+    connection for good (e.g. ``PrivilegedIntentsRequired`` when message_content is on
+    here but not in the developer portal). Settings default to [discord] of the
+    config.toml the core was built from.
+    """
+    adapter = DiscordAdapter(core, settings or load_discord_settings(core.book.path))
     try:
         await adapter.start(token)
-        await adapter.wait()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({adapter.task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if adapter.task.done():
+            adapter.task.result()  # the connection ended on its own: say why
     finally:
         await adapter.close()
+
+
+async def run_discord(core: Core, token: str, settings: DiscordSettings | None = None) -> None:
+    """Run the Discord bot in the current event loop until cancelled."""
+    await serve(core, token, asyncio.Event(), settings)

@@ -9,14 +9,14 @@ import asyncio
 import contextlib
 import logging
 
+import discord
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from bot.adapters.discord import DiscordAdapter, load_discord_settings
+from bot.adapters.discord import DiscordAdapter, load_discord_settings, serve
 from bot.core import Core, Reply
-from fakediscord import ADMIN_ROLE_ID, FakeDiscord, user
-from genmodels.generation import LocalClient
+from fakediscord import ADMIN_ROLE_ID, REFUSED_TOKEN, FakeDiscord, user
 from genmodels.registry import activate
 from storage.__main__ import upgrade
 from storage.database import Database
@@ -46,30 +46,40 @@ class World:
         self.setup, self.db_url, self.monkeypatch = setup, db_url, monkeypatch
 
     @contextlib.asynccontextmanager
-    async def running(self, *, clients: int = 1):
-        """Yield (fake, core); ``restart()`` on the yielded helper swaps the client."""
-        fake = await FakeDiscord().start()
-        fake.patch(self.monkeypatch)
-        core = Core.from_config(self.setup.config, db=Database(self.db_url, spool=None),
-                                client=LocalClient())
-        self.fake, self.core, self.adapter = fake, core, None
+    async def running(self):
+        """Yield self with ``fake``, ``core`` and a connected ``adapter``; all closed after."""
+        self.fake = await FakeDiscord().start()
+        self.fake.patch(self.monkeypatch)
+        self.core, self.adapter = self._core(), None
         try:
             await self.start_client()
             yield self
         finally:
             if self.adapter is not None:
                 await self.adapter.close()
-            await core.close()
-            await fake.close()
+            await self.core.close()
+            await self.fake.close()
+
+    def _core(self) -> Core:
+        # the generation client config.toml asks for: the in-process batching engine
+        return Core.from_config(self.setup.config, db=Database(self.db_url, spool=None))
 
     async def start_client(self) -> DiscordAdapter:
-        """A new adapter (as after a restart) connected to the same fake Discord."""
+        """A new adapter connected to the fake Discord (closing the old one)."""
         if self.adapter is not None:
             await self.adapter.close()
         self.adapter = DiscordAdapter(self.core, load_discord_settings(self.setup.config))
         await self.adapter.start("test-token")
         await self.fake.wait_ready(self.fake.identified + 1)
         return self.adapter
+
+    async def restart(self) -> None:
+        """As a new process would: a new core and a new client, nothing kept in memory."""
+        await self.adapter.close()
+        self.adapter = None
+        await self.core.close()
+        self.core = self._core()
+        await self.start_client()
 
     async def reply(self, token: str, count: int = 1) -> list[dict]:
         """The first ``count`` messages sent in answer to one interaction."""
@@ -165,7 +175,7 @@ def test_button_press_after_a_restart_still_rates(world):
             (message,) = await w.reply(token)
             up = buttons(message)["\N{THUMBS UP SIGN}"]
 
-            await w.start_client()  # a new process: the old view objects are gone
+            await w.restart()  # a new process: the old view objects are gone
             press = await w.fake.press(message, up, author=ALICE)
             (ack,) = await w.reply(press)
             assert ack["content"] == "Thanks for the \N{THUMBS UP SIGN}!"
@@ -275,4 +285,24 @@ def test_long_reply_is_split_escaped_with_photo_and_buttons(world):
             await w.fake.wait_for(lambda: any(c.method == "DELETE"
                                               for c in w.fake.calls_for(token)))
             assert w.fake.messages_for(token) == []  # the "thinking" note is removed
+    run(main())
+
+
+def test_serve_runs_until_stopped_and_a_refused_token_raises(world):
+    """``serve`` is what ``python -m bot`` runs for Discord."""
+    async def main():
+        async with world().running() as w:
+            await w.adapter.close()
+            w.adapter = None
+            stop = asyncio.Event()
+            task = asyncio.create_task(serve(w.core, "test-token", stop))
+            await w.fake.wait_ready(2)
+            token = await w.fake.slash("help", {}, author=BOB)
+            (message,) = await w.reply(token)
+            assert "/tiny" in message["content"]
+            stop.set()
+            await asyncio.wait_for(task, 30)  # returns cleanly, no exception
+
+            with pytest.raises(discord.LoginFailure):
+                await asyncio.wait_for(serve(w.core, REFUSED_TOKEN, asyncio.Event()), 30)
     run(main())

@@ -3,4 +3,4 @@
 See ``server.FakeDiscord``; ``payloads`` builds the JSON it sends.
 """
 from .payloads import ADMIN_ROLE_ID, CHANNEL_ID, GUILD_ID, user  # noqa: F401
-from .server import Call, FakeDiscord  # noqa: F401
+from .server import REFUSED_TOKEN, Call, FakeDiscord  # noqa: F401

@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 from . import payloads as p
 
 API = "/api/v10"
+REFUSED_TOKEN = "refused-token"  # the fake answers 401 to this token, as Discord would
 
 
 @dataclass
@@ -185,7 +186,10 @@ class FakeDiscord:
         call = Call(request.method, path, body, files)
         self.calls.append(call)
         try:
-            status, answer = self._answer(call, request.query)
+            if request.headers.get("Authorization") == f"Bot {REFUSED_TOKEN}":
+                status, answer = 401, {"message": "401: Unauthorized", "code": 0}
+            else:
+                status, answer = self._answer(call, request.query)
         finally:
             self._touch()
         if status == 204:
