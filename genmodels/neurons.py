@@ -209,7 +209,7 @@ def top_per_layer(findings: list[Finding], n: int) -> list[Finding]:
 
 WRAP = 80  # columns; longer source lines wrap at a space
 CELL_W, CELL_H = 10, 18  # pixels per character cell
-PAD, TITLE_H, LEGEND_H, MIN_W = 12, 34, 56, 500
+PAD, TITLE_H, LEGEND_H, MIN_W = 12, 34, 56, 640
 DPI = 100
 DISPLAY = {"\n": "\u21b5", "\t": "\u2192"}  # visible stand-ins for invisible characters
 CMAP = "RdBu_r"  # diverging: blue negative, white zero, red positive
@@ -262,7 +262,7 @@ def render_png(text: str, values: np.ndarray, title: str, legend: str = "activat
 
     The colour scale is symmetric around 0 (white) out to the largest |value|.
     """
-    values = np.asarray(values, np.float64)
+    values = np.nan_to_num(np.asarray(values, np.float64))
     if len(values) != len(text) or not len(text):
         raise ValueError(f"need one value per character ({len(values)} for {len(text)})")
     with _render_lock:
@@ -306,7 +306,14 @@ def _draw(text: str, values: np.ndarray, title: str, legend: str, lay: Layout) -
 
 MIN_CHARS = 200  # below this, correlations are noise: the model continues the text
 SAMPLE_CHARS = 400
-MAX_CHARS = 1500  # keeps the picture under Telegram's photo limits
+MAX_CHARS, MAX_ROWS = 1500, 40  # Telegram wants width + height <= 10000, ratio <= 20
+
+
+def fit(acts: Activations, rows: int = MAX_ROWS) -> Activations:
+    """The first characters of ``acts`` whose picture has at most ``rows`` rows."""
+    cells = layout(acts.text).cells
+    return acts.head(next((t for t, (row, _) in enumerate(cells) if row >= rows),
+                          len(cells)))
 
 
 def sample_text(art: Artifact, prime: str = "", chars: int = SAMPLE_CHARS,
@@ -337,10 +344,9 @@ def neuron_picture(art: Artifact, text: str = "", *, seed: int | None = None,
     (with ``layer``) shows that neuron instead of the best one. Raises ValueError with
     a one-line message for a bad layer/neuron or a text the model cannot read at all.
     """
-    text = text[:MAX_CHARS]
     if len(text) < MIN_CHARS:
         text = sample_text(art, text, seed=seed)
-    acts = trace(art, text)
+    acts = fit(trace(art, text[:MAX_CHARS]))
     if not acts.text:
         raise ValueError("none of these characters is known to the model")
     if neuron is not None:

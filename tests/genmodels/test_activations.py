@@ -82,3 +82,10 @@ def test_bad_layer_neuron_or_kind_is_a_clear_error(tiny_artifact, args, message)
     acts = trace(tiny_artifact, "the cat")
     with pytest.raises(ValueError, match=message):
         acts.values(*args)
+
+
+def test_head_keeps_the_first_characters_and_their_states(tiny_artifact):
+    acts = trace(tiny_artifact, "the cat sat.")
+    head = acts.head(5)
+    assert head.text == "the c" and head.cell[1].shape == (5, 8)
+    np.testing.assert_array_equal(head.hidden[0], acts.hidden[0][:5])

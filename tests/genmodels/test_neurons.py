@@ -215,3 +215,13 @@ def test_pictures_from_several_threads_at_once_are_all_whole(tiny_artifact):
         results = list(pool.map(lambda s: neuron_picture(tiny_artifact, "", seed=s % 2),
                                 range(6)))
     assert all(r == results[r_i % 2] for r_i, r in enumerate(results))
+
+
+def test_a_long_text_is_cut_to_a_picture_telegram_accepts(artifact_factory):
+    from genmodels.neurons import MAX_ROWS
+
+    art = artifact_factory(text="the cat sat.\n")
+    png, caption = neuron_picture(art, "the cat sat.\n" * 300)
+    width, height = png_size(png)
+    assert caption.endswith(f"over {13 * MAX_ROWS} characters")
+    assert width + height <= 10000 and height / width <= 20
