@@ -41,6 +41,7 @@ LIMIT = 2000  # Discord's message length limit
 SORRY = "Sorry, something went wrong. Please try again in a moment."
 NO_MENTIONS = discord.AllowedMentions.none()
 _NAME_RE = re.compile(r"^[-_a-z0-9]{1,32}$")  # what Discord accepts as a command name
+_PREFIXED_RE = re.compile(r"^/\w+(@\w+)?(\s|$)")  # "/austen It is", "/austen@bot"
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,10 @@ class DiscordAdapter:
 
     def request(self, source: discord.Interaction | discord.Message, text: str = "") -> Request:
         """The core's view of who asked where; roles as ids and names (admin-by-role)."""
-        user = source.user if isinstance(source, discord.Interaction) else source.author
+        if isinstance(source, discord.Interaction):
+            user, chat_id = source.user, source.channel_id or source.guild_id or 0
+        else:
+            user, chat_id = source.author, source.channel.id
         channel = source.channel
         roles: tuple[str, ...] = ()
         if isinstance(user, discord.Member):
@@ -224,8 +228,8 @@ class DiscordAdapter:
         if source.guild is not None:
             where = f"{source.guild.name} #{where}"
         me = self.client.user
-        return Request("discord", str(getattr(channel, "id", "") or source.guild_id or ""),
-                       str(user.id), user.name, where, text, roles, me.name if me else "")
+        return Request("discord", str(chat_id), str(user.id), user.name, where, text, roles,
+                       me.name if me else "")
 
     async def answer(self, interaction: discord.Interaction, text: str) -> None:
         """Defer, ask the core, send the reply as followups."""
@@ -242,9 +246,9 @@ class DiscordAdapter:
         if message.author.bot or not self.settings.message_content:
             return
         prefix = next((p for p in self.settings.prefixes if message.content.startswith(p)), "")
-        if not prefix or len(message.content) == len(prefix):
-            return
         text = "/" + message.content[len(prefix):]
+        if not prefix or not _PREFIXED_RE.match(text):  # "!!!" or "! wow" is no command
+            return
         try:
             async with message.channel.typing():
                 reply = await self.core.handle(self.request(message, text))

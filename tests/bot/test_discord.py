@@ -248,10 +248,15 @@ def test_prefix_commands_with_message_content(world):
             messages = await w.fake.wait_for(w.fake.channel_messages)
             assert messages[0]["content"].startswith("the cat")
             assert len(buttons(messages[0])) == 2
+            for ignored in ("!tiny@otherbot the", "!!!", "! wow"):  # not for us: silence
+                await w.fake.say(ignored, author=BOB)
             await w.fake.say("!nosuch", author=BOB)
             later = await w.fake.wait_for(lambda: w.fake.channel_messages()[1:])
             assert later[0]["content"].startswith("Sorry, I do not know /nosuch")
-            assert len(w.fake.channel_messages()) == 2
+            await w.fake.say("!tiny@stylebot the", author=BOB)  # addressed to us
+            later = await w.fake.wait_for(lambda: w.fake.channel_messages()[2:])
+            assert later[0]["content"].startswith("the")
+            assert len(w.fake.channel_messages()) == 3
     run(main())
 
 
