@@ -209,6 +209,9 @@ def test_admin_command_needs_the_admin_role(world):
             assert refused["content"].startswith("Sorry")
             assert "admin" in refused["content"]
             assert not refused["components"]  # no rating buttons on a refusal
+            token = await w.fake.slash("stats", {}, author=BOB)
+            (refused,) = await w.reply(token)
+            assert refused["content"].startswith("Sorry, /stats is for the bot's admin")
 
             token = await w.fake.slash("temperature", {"text": "tiny 0.9"}, author=ALICE,
                                        roles=DISCORD_ROLES)
@@ -231,6 +234,10 @@ def test_an_exception_gives_a_short_reply_and_the_bot_goes_on(world, caplog):
             assert "Traceback" not in sorry["content"] and "blew up" not in sorry["content"]
 
             w.core.handle = real
+            token = await w.fake.slash("gone", {}, author=BOB, synced=False)
+            (sorry,) = await w.reply(token)  # answered at once, only to the one who asked
+            assert callback_types(w.fake, token) == [4] and sorry["flags"] & 64
+            assert sorry["content"].startswith("Sorry, something went wrong")
             token = await w.fake.slash("tiny", {"text": "the"}, author=BOB)
             (message,) = await w.reply(token)
             assert message["content"].startswith("the") and message["components"]

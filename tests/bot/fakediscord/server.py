@@ -141,12 +141,17 @@ class FakeDiscord:
 
     # ---- what a test does as a Discord user ----------------------------------------
     async def slash(self, name: str, options: dict[str, str] | None = None, *,
-                    author: dict, roles: tuple[int, ...] = ()) -> str:
-        """A user runs /name with string options; the interaction token."""
+                    author: dict, roles: tuple[int, ...] = (), synced: bool = True) -> str:
+        """A user runs /name with string options; the interaction token.
+
+        ``synced=False`` sends a command the bot never synced (a stale client menu).
+        """
         command = next((c for c in self.commands if c["name"] == name), None)
-        assert command is not None, f"/{name} was not synced; have {self.command_names()}"
+        if synced:
+            assert command, f"/{name} was not synced; have {self.command_names()}"
         token = "cmd-" + uuid.uuid4().hex
-        data = p.command_data(name, command["id"], options or {})
+        command_id = command["id"] if command else str(p.new_id())
+        data = p.command_data(name, command_id, options or {})
         await self.dispatch("INTERACTION_CREATE", p.interaction(2, data, token, author, roles))
         return token
 
@@ -224,11 +229,12 @@ class FakeDiscord:
             return 200, self._create(call)
         return 404, {"message": f"fake Discord has no {call.method} {call.path}", "code": 0}
 
-    def _create(self, call: Call, message_id: int | None = None) -> dict:
+    def _create(self, call: Call, body: dict | None = None) -> dict:
+        """A message from ``body`` (default: the call's), recorded on the call."""
         attachments = [{"id": str(p.new_id()), "filename": name, "size": len(data),
                         "url": f"http://127.0.0.1/{name}", "proxy_url": "", "flags": 0}
                        for name, data in call.files.items()]
-        msg = p.message(call.body or {}, message_id=message_id, attachments=attachments)
+        msg = p.message(body or call.body or {}, attachments=attachments)
         self.messages[msg["id"]] = msg
         call.message = msg
         return msg
@@ -241,9 +247,7 @@ class FakeDiscord:
                                   "response_message_ephemeral": bool(data.get("flags", 0) & 64)},
                   "resource": {"type": kind}}
         if kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE: a message now
-            call.body = data
-            answer["resource"]["message"] = self._create(call)
-            call.body = {"type": kind, "data": data}
+            answer["resource"]["message"] = self._create(call, data)
         return answer
 
     def _webhook(self, call: Call, parts: list[str]) -> tuple[int, Any]:
