@@ -47,6 +47,7 @@ class FakeDiscord:
         self.commands: list[dict] = []     # the last bulk-overwritten command list
         self.messages: dict[str, dict] = {}  # every message created, by id
         self.identified = 0                # IDENTIFY count (one per client connection)
+        self.identify: dict = {}           # the last IDENTIFY payload (token, intents)
         self._ws: web.WebSocketResponse | None = None
         self._seq = 0
         self._changed = asyncio.Event()
