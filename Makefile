@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/chat.py
 
 clean:
 	rm -rf var/cache var/runs

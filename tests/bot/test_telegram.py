@@ -136,3 +136,53 @@ def test_a_bad_token_fails_at_start_with_a_clear_error(chat):
         finally:
             await server.stop()
     chat.run(scenario)
+
+
+def test_webhook_mode_receives_updates_over_http(chat, monkeypatch):
+    import dataclasses
+    import socket
+
+    import aiohttp
+
+    with socket.socket() as s:  # a free port for the webhook listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "s3cret")
+
+    async def scenario():
+        core = chat.core()
+        core.settings = dataclasses.replace(
+            core.settings, telegram_mode="webhook", telegram_port=port,
+            telegram_webhook_url="https://bot.example.org/hook/tg")
+        server = await FakeTelegram().start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(telegram.serve(core, TOKEN, stop,
+                                                  base_url=server.base_url))
+        try:
+            (hook,) = await server.wait_for("setWebhook")
+            assert hook["url"] == "https://bot.example.org/hook/tg"
+            assert hook["secret_token"] == "s3cret"
+            update = {"update_id": 1, "message": {
+                "message_id": 5, "date": 0, "text": "/tiny the",
+                "chat": {"id": USER, "type": "private", "first_name": "u"},
+                "from": {"id": USER, "is_bot": False, "first_name": "u"},
+                "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+            url = f"http://127.0.0.1:{port}/hook/tg"
+            async with aiohttp.ClientSession() as http:
+                forged = await http.post(url, json=update)
+                assert forged.status == 403  # no secret: refused
+                bad = await http.post(url, data=b"{not json",
+                                      headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"})
+                assert bad.status == 400
+                ok = await http.post(url, json=update,
+                                     headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"})
+                assert ok.status == 200
+            (reply,) = await server.wait_for("sendMessage", to_chat(USER))
+            assert reply["text"].startswith("the")
+            assert server.sent("getUpdates") == []  # no polling in webhook mode
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 60)
+            await server.stop()
+    chat.run(scenario)
+    assert chat.count(RequestRow) == 1
