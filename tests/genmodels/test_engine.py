@@ -17,6 +17,8 @@ from genmodels.sampler import Sampler, SamplingParams, choose
 
 TEXT = "the cat sat.\nthe dog ran.\n\na red hat, a hot sun!\n"
 
+pytestmark = pytest.mark.timeout(120)  # a hang fails fast instead of after 5 minutes
+
 
 @pytest.fixture
 def art(artifact_factory, tmp_path):

@@ -1,0 +1,205 @@
+"""The HTTP service on a real aiohttp server on 127.0.0.1: contract, status codes,
+bad input, overload, disconnects, metrics and the shared secret."""
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from engine_testing import install_gate
+from genmodels.engine import Engine
+from genmodels.sampler import Sampler, SamplingParams
+from genmodels.service import build_app
+
+pytestmark = pytest.mark.timeout(120)  # a hang fails fast instead of after 5 minutes
+
+
+class Server:
+    """The service app on an ephemeral loopback port, inside the test's event loop."""
+
+    def __init__(self, engine: Engine, book, secret: str | None = None):
+        self.engine, self.book, self.secret = engine, book, secret
+
+    async def __aenter__(self):
+        self.runner = web.AppRunner(build_app(self.engine, self.book, self.secret),
+                                    handler_cancellation=True)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.http.close()
+        await self.runner.cleanup()
+        await asyncio.to_thread(self.engine.stop)
+
+    async def post(self, body, raw: bytes | None = None, headers=None):
+        kw = {"data": raw} if raw is not None else {"json": body}
+        async with self.http.post(self.url + "/v1/generate", headers=headers, **kw) as r:
+            return r.status, await r.json(content_type=None), r.headers
+
+    async def get(self, path: str):
+        async with self.http.get(self.url + path) as r:
+            return r.status, await r.text()
+
+
+@pytest.fixture
+def setup(bot):
+    """The tiny bot config with models for tiny and fable_fox (fable_owl has none)."""
+    arts = {s: bot.save_artifact(s, seed=i) for i, s in enumerate(["tiny", "fable_fox"])}
+    book = bot.book()
+    paths = {name: style.model_dir for name, style in book.styles.items()}
+    return book, paths, arts
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_generate_contract_matches_the_sampler(setup):
+    book, paths, arts = setup
+
+    async def go():
+        async with Server(Engine(paths=paths, backend="numpy").start(), book) as s:
+            ok = await s.post({"style": "tiny", "prime": "the ", "seed": 7, "max_chars": 30})
+            default = await s.post({"style": "fable_fox"})
+            styles = json.loads((await s.get("/v1/styles"))[1])
+            health = await s.get("/healthz")
+            metrics = await s.get("/metrics")
+        return ok, default, styles, health, metrics
+
+    (status, body, _), default, styles, health, metrics = run(go())
+    assert status == 200
+    want = Sampler(arts["tiny"]).generate("the ", SamplingParams(
+        temperature=0.7, seed=7, max_chars=30, stop="end_of_line"))  # the style's defaults
+    assert (body["text"], body["version"], body["stop_reason"], body["seed"]) == (
+        want.text, want.version, want.stop_reason, 7)
+    assert set(body["timings"]) == {"queued_ms", "generate_ms", "total_ms", "steps"}
+    assert default[0] == 200 and len(default[1]["text"]) <= 30  # fable_fox default_chars
+    names = {s["name"]: s for s in styles["styles"]}
+    assert set(names) == set(book.names()) and names["tiny"]["version"] == want.version
+    assert health[0] == 200 and json.loads(health[1])["ok"] is True
+    assert metrics[0] == 200
+    for line in ('stylebot_inference_requests_total{style="tiny",outcome="ok"} 1',
+                 "stylebot_inference_queue_depth", "stylebot_inference_latency_ms_bucket",
+                 "stylebot_inference_chars_per_second", "stylebot_inference_mean_batch_size"):
+        assert line in metrics[1], line
+
+
+@pytest.mark.parametrize("body,status,fragment", [
+    ({"style": "nope"}, 404, "unknown style 'nope'"),
+    ({"prime": "x"}, 400, "style: required"),
+    ({"style": "tiny", "temperature": 9}, 400, "temperature"),
+    ({"style": "tiny", "top_k": "many"}, 400, "top_k"),
+    ({"style": "tiny", "top_p": 0}, 400, "top_p"),
+    ({"style": "tiny", "max_chars": 101}, 400, "max_chars"),
+    ({"style": "tiny", "stop": "never"}, 400, "stop"),
+    ({"style": "tiny", "seed": True}, 400, "seed"),
+    ({"style": "tiny", "colour": "red"}, 400, "colour: unknown field"),
+    (["tiny"], 400, "body: expected a JSON object"),
+    ({"style": "fable_owl"}, 503, "unavailable"),
+])
+def test_bad_requests_get_a_clear_answer_and_the_service_stays_up(setup, body, status,
+                                                                   fragment):
+    book, paths, _ = setup
+
+    async def go():
+        async with Server(Engine(paths=paths, backend="numpy").start(), book) as s:
+            bad = await s.post(body)
+            after = await s.post({"style": "tiny", "seed": 1, "max_chars": 5})
+        return bad, after
+
+    (code, answer, _), after = run(go())
+    assert code == status and fragment in answer["error"], answer
+    if status == 404:
+        assert "tiny" in answer["styles"]
+    assert after[0] == 200
+
+
+def test_malformed_json_and_oversized_bodies(setup):
+    book, paths, _ = setup
+
+    async def go():
+        async with Server(Engine(paths=paths, backend="numpy").start(), book) as s:
+            return (await s.post(None, raw=b"{not json"),
+                    await s.post(None, raw=json.dumps({"style": "tiny",
+                                                       "prime": "a" * 70_000}).encode()),
+                    await s.post({"style": "tiny", "prime": "a" * 5000}))
+
+    malformed, large, long_prime = run(go())
+    assert malformed[0] == 400 and "malformed JSON" in malformed[1]["error"]
+    assert large[0] == 413 and "too large" in large[1]["error"]
+    assert long_prime[0] == 400 and "prime" in long_prime[1]["error"]
+
+
+def test_overload_is_429_with_retry_after(setup, monkeypatch):
+    book, paths, _ = setup
+    install_gate(monkeypatch)  # the first request holds the only slot
+
+    async def go():
+        engine = Engine(paths=paths, max_batch=1, max_queue=0).start()
+        async with Server(engine, book) as s:
+            first = asyncio.create_task(s.post({"style": "tiny", "seed": 1}))
+            while engine.loop("tiny").depth()[0] == 0:
+                await asyncio.sleep(0.005)
+            second = await s.post({"style": "tiny", "seed": 2})
+            first.cancel()
+            return second
+
+    status, body, headers = run(go())
+    assert status == 429 and "busy" in body["error"]
+    assert headers["Retry-After"] == "1"
+
+
+def test_client_disconnect_frees_the_slot(setup, monkeypatch):
+    book, paths, _ = setup
+    gate = install_gate(monkeypatch)
+
+    async def go():
+        engine = Engine(paths=paths, max_batch=1, max_queue=0).start()
+        loop = engine.loop("tiny")
+        async with Server(engine, book) as s:
+            gone = asyncio.create_task(s.post({"style": "tiny", "seed": 1, "max_chars": 100,
+                                               "stop": "none"}))
+            while loop.depth()[0] == 0:
+                await asyncio.sleep(0.005)
+            gone.cancel()  # the client hangs up mid-generation
+            while loop.depth()[0] or loop.stats.requests["cancelled"] == 0:
+                gate.release(1)
+                await asyncio.sleep(0.01)
+            gate.open = True
+            gate.release(1)
+            after = await s.post({"style": "tiny", "seed": 2, "max_chars": 10})
+        return after, loop.stats.requests
+
+    after, counts = run(go())
+    assert after[0] == 200
+    assert counts["cancelled"] == 1
+
+
+def test_shared_secret_is_required_when_set(setup):
+    book, paths, _ = setup
+
+    async def go():
+        async with Server(Engine(paths=paths, backend="numpy").start(), book, "s3cret") as s:
+            return (await s.post({"style": "tiny"}),
+                    await s.post({"style": "tiny", "max_chars": 5},
+                                 headers={"X-Inference-Secret": "wrong"}),
+                    await s.post({"style": "tiny", "max_chars": 5},
+                                 headers={"X-Inference-Secret": "s3cret"}),
+                    await s.get("/healthz"))
+
+    missing, wrong, right, health = run(go())
+    assert missing[0] == 401 and wrong[0] == 401 and "X-Inference-Secret" in wrong[1]["error"]
+    assert right[0] == 200 and health[0] == 200
+
+
+def test_cli_refuses_a_public_address_without_a_secret(run_cli, bad_input, bot):
+    proc = run_cli("genmodels.service", ["--host", "0.0.0.0", "--port", "1"],
+                   config=bot.config, INFERENCE_SECRET="")
+    bad_input(proc, "INFERENCE_SECRET")
+    bad_input(run_cli("genmodels.service", ["--port", "x"], config=bot.config), "--port")
