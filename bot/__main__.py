@@ -41,7 +41,10 @@ def choose(argv: list[str], env: dict[str, str]) -> list[str]:
 async def run(names: list[str]) -> int:
     from bot.core import Core  # after argument checks: loading models' config takes time
 
-    core = Core.from_config()
+    try:
+        core = Core.from_config()
+    except ValueError as exc:  # e.g. an unknown [inference] key: a config mistake
+        raise ConfigError(str(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -40,6 +40,7 @@ __all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "rating_but
            "split_message", "parse_rating"]
 log = logging.getLogger(__name__)
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+BUSY = "Sorry, I am busy writing for others; try again in a moment."
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,12 @@ class Core:
         except UserError as exc:
             record.outcome, record.error = exc.outcome.value, str(exc)
             reply = Reply(str(exc))
+        except Exception as exc:  # a bug or an unexpected client error: still logged
+            log.exception("handling %s message %r failed", request.platform,
+                          request.text[:80])
+            record.outcome, record.error = Outcome.ERROR.value, repr(exc)
+            record.text = None
+            reply = Reply(SORRY)
         logged = await self._log(record)
         if record.text is not None and logged is not None:
             self._last[(request.platform, request.chat_id, request.user_id)] = \
@@ -223,8 +230,8 @@ class Core:
         rec.max_chars = params.max_chars
         try:
             result = await self._bounded(style.name, prime, params)
-        except Busy as exc:
-            raise UserError(f"Sorry, I am {exc}.", Outcome.BUSY) from None
+        except Busy:
+            raise UserError(BUSY, Outcome.BUSY) from None
         except GenerationError as exc:
             raise UserError(f"Sorry, {exc}.", Outcome.ERROR) from None
         gen = result.generation
@@ -239,7 +246,7 @@ class Core:
         # Bounded in flight, bounded waiting: a burst queues briefly instead of failing,
         # and only past max_waiting does anyone get "busy".
         if self._queued >= self.settings.max_in_flight + self.settings.max_waiting:
-            raise Busy("busy writing for others; try again in a moment")
+            raise Busy(BUSY)
         self._queued += 1
         try:
             async with self._slots:

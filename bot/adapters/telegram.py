@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 
 from telegram import (BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update)
 from telegram.constants import ChatAction
@@ -31,6 +32,7 @@ MESSAGE_LIMIT = 4096  # Telegram's limit for one text message
 CAPTION_LIMIT = 1024  # and for a photo's caption
 TYPING_EVERY_S = 4.0  # Telegram shows "typing" for about 5 s per action
 CONCURRENT_UPDATES = 256  # PTB handles updates one at a time unless told otherwise
+COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")  # Telegram's rule for menu commands
 
 
 def build_application(core: Core, token: str, base_url: str | None = None) -> Application:
@@ -76,7 +78,7 @@ async def send_reply(bot, chat_id: int | str, reply: Reply) -> None:
                              reply_markup=markup if caption or not text else None)
         if caption or not text:
             return
-    parts = split_message(text, MESSAGE_LIMIT) or ["(nothing)"]
+    parts = message_parts(text) or ["(nothing)"]
     for i, part in enumerate(parts):
         await bot.send_message(chat_id, part,
                                reply_markup=markup if i == len(parts) - 1 else None)
@@ -126,7 +128,18 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def register_commands(app: Application, core: Core) -> None:
-    await app.bot.set_my_commands([BotCommand(name, desc) for name, desc in core.commands()])
+    # Telegram refuses the whole list if one name breaks its rules; skip such a name.
+    menu = [BotCommand(name, desc[:256]) for name, desc in core.commands()
+            if COMMAND_NAME.match(name) and desc]
+    await app.bot.set_my_commands(menu)
+
+
+def message_parts(text: str) -> list[str]:
+    """Parts within Telegram's limit, which counts UTF-16 units (an emoji is two)."""
+    parts = split_message(text, MESSAGE_LIMIT)
+    if any(len(p.encode("utf-16-le")) // 2 > MESSAGE_LIMIT for p in parts):
+        parts = split_message(text, MESSAGE_LIMIT // 2)
+    return parts
 
 
 async def serve(core: Core, token: str, stop: asyncio.Event,

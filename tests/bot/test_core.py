@@ -254,3 +254,34 @@ def _register_and_promote(session, version, path):
     register_model_version(session, style="tiny", version=version, artifact_path=str(path),
                            val_loss=1.5)
     promote_model_version(session, version)
+
+
+class Raising:
+    """The real client, except that generate raises what the test says."""
+
+    def __init__(self, client, exc):
+        self.client, self.exc = client, exc
+
+    async def generate(self, *args):
+        raise self.exc
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_client_failures_get_a_short_reply_and_are_logged(chat):
+    from genmodels.generation import Busy
+
+    async def scenario():
+        core = chat.core()
+        real = core.client
+        core.client = Raising(real, Busy("queue full"))
+        assert (await core.handle(req("/tiny the"))).text == \
+            "Sorry, I am busy writing for others; try again in a moment."
+        core.client = Raising(real, TimeoutError("inference service timed out"))
+        reply = await core.handle(req("/tiny the"))
+        assert reply.text.startswith("Sorry, something went wrong on my side.")
+        assert reply.rate_generation is None
+    chat.run(scenario)
+    outcomes = sorted(r.outcome for r in chat.rows(RequestRow))
+    assert outcomes == ["busy", "error"]

@@ -117,6 +117,8 @@ def test_long_texts_are_split_and_pictures_sent(chat):
         assert len(parts) == 3 and all(len(p["text"]) <= 4096 for p in parts)
         assert "\n".join(p["text"] for p in parts) == text
         assert [("reply_markup" in p) for p in parts] == [False, False, True]
+        emoji = "\N{THUMBS UP SIGN}" * 3000  # 3000 characters, 6000 UTF-16 units
+        assert [len(p) for p in telegram.message_parts(emoji)] == [2048, 952]
         (photo,) = server.sent("sendPhoto")
         assert photo["caption"] == "neurons" and photo["photo"] == b"\x89PNG"
     chat.run(scenario)
