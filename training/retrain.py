@@ -178,7 +178,8 @@ class Retrainer:
                                   root=Path(row.artifact_path).parent.parent)
                 art = artifacts.load(row.artifact_path)
                 return Active(row.version, Path(row.artifact_path), art.corpus.get("sha256"))
-        served = registry.active_path(style, root=self.registry_root)
+        served = registry.active_path(style, shipped=self.book.get(style).model_dir.parent,
+                                      root=self.registry_root)
         try:
             art = artifacts.load(served)
         except artifacts.ArtifactError:
