@@ -9,6 +9,7 @@ Generation itself is ``Core.generate``; the admin commands' storage work is the 
 """
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Awaitable, Callable
 from genmodels.sampler import MAX_TEMPERATURE
 from genmodels.styles import Style
 from storage.errors import NotFound
+from storage.models import Outcome
 from storage.settings import clear_temperature, set_temperature
 from storage.stats import latency_percentiles, style_stats, version_stats
 # Issue 6's registry operations (NumPy- and TensorFlow-free, safe in the chat process).
@@ -55,10 +57,10 @@ def build_commands(core: Core) -> dict[str, Command]:
                 True),
         Command("stats", "Admins: requests, ratings and latency per style and version",
                 h.stats, True)]
-    if importlib.util.find_spec("bot.neurons") is not None:  # issue 7 adds the renderer
-        from bot import neurons
-        commands.append(Command("neurons", "Which neurons fire on a text: /neurons STYLE "
-                                "[text]", lambda ctx: neurons.handle(core, ctx)))
+    if all(importlib.util.find_spec(m) for m in ("matplotlib", "genmodels.neurons")):
+        # Issue 7's renderer needs matplotlib, which a chat-only install may lack.
+        commands.insert(-4, Command("neurons", "A picture of one neuron over a text: "
+                                    "/neurons STYLE [text]", h.neurons))
     return {c.name: c for c in commands}
 
 
@@ -230,6 +232,30 @@ class Handlers:
         if generation_id is None:
             raise UserError("Nothing to rate yet: ask for a text first.")
         return Reply(await self.core.rate(req, f"rate:{generation_id}:{value:+d}"))
+
+    async def neurons(self, ctx: Context) -> Reply:
+        """/neurons STYLE [text]: issue 7's picture of the most interpretable neuron."""
+        words = ctx.args.split(" ")
+        style = self.find_style(" ".join(words[:2])) if len(words) > 1 else None
+        text = " ".join(words[2:]) if style else " ".join(words[1:])
+        style = style or self.need_style(words[0], "/neurons STYLE [text]")
+        rec = ctx.record
+        rec.style, rec.variant, rec.prime = style.name, style.variant, text
+        if len(text) > self.core.settings.max_prime_chars:
+            raise UserError(f"That text is {len(text):,} characters long; I read at most "
+                            f"{self.core.settings.max_prime_chars:,}.")
+        from genmodels.artifact import ArtifactError
+        from genmodels.neurons import style_picture  # late: imports matplotlib
+        try:
+            async with self.core._slots:  # CPU work: shares the generation bound
+                png, caption = await asyncio.to_thread(
+                    style_picture, style.name, text, shipped=style.model_dir.parent)
+        except ArtifactError:
+            raise UserError(f"Sorry, the {style.name} model is unavailable.",
+                            Outcome.ERROR) from None
+        except ValueError as exc:
+            raise UserError(f"Sorry, {exc}.") from None
+        return Reply(caption, photo=png)
 
     async def models(self, ctx: Context) -> Reply:
         if ctx.args:

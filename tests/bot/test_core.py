@@ -285,3 +285,18 @@ def test_client_failures_get_a_short_reply_and_are_logged(chat):
     chat.run(scenario)
     outcomes = sorted(r.outcome for r in chat.rows(RequestRow))
     assert outcomes == ["busy", "error"]
+
+
+def test_neurons_replies_with_a_picture(chat):
+    async def scenario():
+        core = chat.core()
+        reply = await core.handle(req("/neurons fable fox the cat sat on the mat"))
+        assert reply.photo is not None and reply.photo.startswith(b"\x89PNG")
+        assert reply.text.startswith("fable_fox: ") and reply.rate_generation is None
+        owl = await core.handle(req("/neurons fable_owl"))
+        assert owl.text == "Sorry, the fable_owl model is unavailable." and owl.photo is None
+        assert (await core.handle(req("/neurons"))).text.startswith(
+            "Usage: /neurons STYLE [text]")
+    chat.run(scenario)
+    outcomes = sorted(r.outcome for r in chat.rows(RequestRow))
+    assert outcomes == ["bad_input", "error", "ok"]

@@ -61,11 +61,15 @@ def test_a_conversation_with_rating_buttons(chat):
             server.press(USER, USER, "rate:1:+1; DROP TABLE ratings")  # tampered
             acks = await server.wait_for("answerCallbackQuery", count=3)
             assert acks[2]["text"] == "Sorry, I do not recognise that button."
+            server.message(USER, USER, "/neurons tiny")
+            (photo,) = await server.wait_for("sendPhoto", to_chat(USER))
+            assert photo["photo"].startswith(b"\x89PNG") and photo["caption"].startswith("tiny")
     chat.run(scenario)
     (rating,) = chat.rows(Rating)
     assert rating.value == -1
-    (request,) = chat.rows(RequestRow)
+    request, neurons = chat.rows(RequestRow)
     assert (request.style, request.variant, request.outcome) == ("fable_fox", "fox", "ok")
+    assert (neurons.command, neurons.style, neurons.outcome) == ("neurons", "tiny", "ok")
 
 
 def test_admin_refusal_flooding_unknown_commands_and_ignored_updates(chat):
