@@ -162,6 +162,12 @@ class StyleScheduler:
     def shutdown(self, wait: bool = True) -> None:
         global _context
         if self.scheduler.running:
+            # APScheduler 3 processes due jobs once more after shutdown() marks it stopped:
+            # a run that is due (say, missed while we were down) would be submitted to
+            # the closed executor and its next run time advanced, i.e. lost. Pausing and
+            # detaching the store first leaves the stored jobs exactly as they are.
+            self.scheduler.pause()
+            self.scheduler.remove_jobstore("default")
             self.scheduler.shutdown(wait=wait)
         _context = None
         self.engine.dispose()
