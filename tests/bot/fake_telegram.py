@@ -54,6 +54,7 @@ class FakeTelegram:
         self._message_ids = itertools.count(1000)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self.fail_next: dict[str, int] = {}  # method -> how many calls answer 400
         self.port = 0
 
     @property
@@ -143,6 +144,11 @@ class FakeTelegram:
         if method != "getUpdates":
             self.calls.append(Call(method, params))
             await self._notify()
+        if self.fail_next.get(method):
+            self.fail_next[method] -= 1
+            return web.json_response({"ok": False, "error_code": 400,
+                                      "description": "Bad Request: injected failure"},
+                                     status=400)
         handler = getattr(self, f"_api_{method}", None)
         result = await handler(params) if handler else True
         return web.json_response({"ok": True, "result": result})

@@ -105,6 +105,20 @@ def test_admin_refusal_flooding_unknown_commands_and_ignored_updates(chat):
     assert change.new_value == 0.9 and change.changed_by_user_id is not None
 
 
+def test_a_failing_send_is_logged_and_answered_by_the_error_handler(chat, caplog):
+    async def scenario():
+        async with running(chat.core()) as server:
+            server.fail_next["sendMessage"] = 1  # the reply fails; the apology does not
+            server.message(USER, USER, "/help")
+            failed, apology = await server.wait_for("sendMessage", to_chat(USER), count=2)
+            assert failed["text"].startswith("I write text")
+            assert apology["text"] == "Sorry, something went wrong on my side. " \
+                                      "Please try again in a moment."
+    chat.run(scenario)
+    assert "telegram update failed" in caplog.text and "Injected failure" in caplog.text
+    assert chat.count(RequestRow) == 1
+
+
 def test_long_texts_are_split_and_pictures_sent(chat):
     async def scenario():
         server = await FakeTelegram().start()
