@@ -59,3 +59,12 @@ def test_bad_arguments_and_missing_tokens_get_one_line(make_bot, env_for, tmp_pa
                               text=True, timeout=60, env=env, cwd=tmp_path)
         assert proc.returncode == 2
         assert proc.stderr.strip().startswith(message), proc.stderr
+
+
+def test_adapters_follow_the_tokens_in_the_environment():
+    from bot.__main__ import choose
+
+    assert choose([], {}) == ["console"]
+    assert choose([], {"TELEGRAM_TOKEN": "t", "DISCORD_TOKEN": ""}) == ["telegram"]
+    assert choose([], {"TELEGRAM_TOKEN": "t", "DISCORD_TOKEN": "d"}) == ["telegram", "discord"]
+    assert choose(["console"], {"TELEGRAM_TOKEN": "t"}) == ["console"]

@@ -78,3 +78,12 @@ def test_settings_from_config_tables():
                      ({"telegram": {"mode": "webhook"}}, "telegram.webhook_url")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             settings_from_doc(doc)
+
+
+def test_the_repository_config_has_valid_bot_tables():
+    from bot.settings import load_settings
+    from genmodels.styles import DEFAULT_CONFIG
+
+    settings = load_settings(DEFAULT_CONFIG)
+    assert "local" in settings.admin_ids("console")
+    assert settings.telegram_mode in ("polling", "webhook")
