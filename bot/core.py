@@ -190,8 +190,8 @@ class Core:
         command = self.registry.get(ctx.command)
         if command is None or (command.platforms
                                and ctx.request.platform not in command.platforms):
-            text = self.registry["help"].handler  # unknown command or plain text: help
-            reply = await text(ctx)
+            show_help = self.registry["help"].handler  # unknown command or plain text
+            reply = await show_help(ctx)
             ctx.record.outcome = Outcome.BAD_INPUT.value
             if ctx.command:
                 ctx.record.error = f"unknown command /{ctx.command}"
