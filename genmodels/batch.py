@@ -110,6 +110,7 @@ class Batch:
         self.noise = NoiseBank(len(self.chars), capacity)
         self._free = list(range(capacity - 1, -1, -1))
         self._params = RowParams([], [], [])
+        self._slots = np.zeros(0, np.intp)
         self.steps = 0
 
     def __len__(self) -> int:
@@ -138,6 +139,7 @@ class Batch:
         self.left = np.concatenate([self.left[idx], [len(r.context) - 1 for r in new]]
                                    ).astype(np.int64)
         self.n_out = np.concatenate([self.n_out[idx], np.zeros(len(new), np.int64)])
+        self._slots = np.fromiter((r.slot for r in self.rows), np.intp, len(self.rows))
         ps = [r.params for r in self.rows]
         self._params = RowParams([p.temperature for p in ps], [p.top_k for p in ps],
                                  [p.top_p for p in ps])
@@ -147,24 +149,29 @@ class Batch:
         """Advance every row one character; returns the characters sampled."""
         logits = self.backend.step(self.ids, self.state)
         self.steps += 1
-        sampling = np.flatnonzero(self.left == 0)
-        for i in np.flatnonzero(self.left > 0):  # still reading the context
-            row = self.rows[i]
-            self.ids[i] = row.context[len(row.context) - self.left[i]]
-            self.left[i] -= 1
-        if sampling.size == 0:
-            return 0
-        slots = np.fromiter((self.rows[i].slot for i in sampling), np.intp, sampling.size)
-        noise = self.noise.rows(slots, self.n_out[sampling])
-        nxt = choose_batch(logits[sampling], self._params.take(sampling), noise)
+        if self.left.any():  # some rows are still reading their context
+            sampling = np.flatnonzero(self.left == 0)
+            for i in np.flatnonzero(self.left).tolist():
+                row = self.rows[i]
+                self.ids[i] = row.context[len(row.context) - self.left[i]]
+                self.left[i] -= 1
+            if sampling.size == 0:
+                return 0
+            params, logits = self._params.take(sampling), logits[sampling]
+        else:  # the common case: every row samples; no gathers
+            sampling, params = slice(None), self._params
+        noise = self.noise.rows(self._slots[sampling], self.n_out[sampling])
+        nxt = choose_batch(logits, params, noise)
         self.n_out[sampling] += 1
         self.ids[sampling] = nxt
-        for i, c in zip(sampling.tolist(), nxt.tolist()):
-            self._append(self.rows[i], self.chars[c])
-        return int(sampling.size)
+        rows = self.rows if isinstance(sampling, slice) else [self.rows[i] for i in sampling]
+        chars = self.chars
+        for row, c in zip(rows, nxt.tolist()):
+            self._append(row, chars[c])
+        return len(rows)
 
     def _append(self, row: Row, ch: str) -> None:
-        out, stop = row.out, row.stop
+        out, stop = row.out, STOP_RULES[row.params.stop]
         out.append(ch)
         if stop and ch == stop[-1] and _stopped(out, stop):
             del out[-len(stop):]

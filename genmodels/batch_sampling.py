@@ -33,6 +33,10 @@ class RowParams:
         self.scale = np.where(greedy, 1.0, 1.0 / np.where(greedy, 1.0, self.temperature)
                               ).astype(F32)
         self.greedy = greedy
+        # Flags that let the common case (temperature only) skip whole passes.
+        self.any_greedy, self.all_greedy = bool(greedy.any()), bool(greedy.all())
+        self.any_top_k = bool((self.top_k > 0).any())
+        self.any_top_p = bool((self.top_p < 1.0).any())
 
     def take(self, rows: np.ndarray) -> "RowParams":
         return RowParams(self.temperature[rows], self.top_k[rows], self.top_p[rows])
@@ -72,16 +76,20 @@ def _top_p(z: np.ndarray, top_p: np.ndarray) -> None:
 
 def choose_batch(logits: np.ndarray, params: RowParams, gumbel: np.ndarray) -> np.ndarray:
     """Next id per row from (B, V) float32 logits and (B, V) float32 Gumbel noise."""
-    out = np.argmax(logits, axis=1)  # temperature 0 rows: greedy on the raw logits
-    rows = np.flatnonzero(~params.greedy)
-    if rows.size:
-        sub = params.take(rows) if rows.size != len(params.greedy) else params
-        z = logits[rows] * sub.scale[:, None]
-        _top_k(z, sub.top_k)
-        _top_p(z, sub.top_p)
-        z += gumbel[rows]
-        out[rows] = np.argmax(z, axis=1)
-    return out
+    if params.all_greedy:
+        return np.argmax(logits, axis=1)
+    if params.any_greedy:  # a mixed batch: greedy rows on the raw logits, then the rest
+        out = np.argmax(logits, axis=1)
+        rows = np.flatnonzero(~params.greedy)
+        out[rows] = choose_batch(logits[rows], params.take(rows), gumbel[rows])
+        return out
+    z = logits * params.scale[:, None]
+    if params.any_top_k:
+        _top_k(z, params.top_k)
+    if params.any_top_p:
+        _top_p(z, params.top_p)
+    z += gumbel
+    return np.argmax(z, axis=1)
 
 
 class NoiseBank:

@@ -29,16 +29,20 @@ _RETRYABLE = (aiohttp.ClientConnectionError,)  # refused, reset, server disconne
 
 class HttpClient:
     def __init__(self, url: str, *, timeout_s: float = 60.0, retries: int = 2,
-                 backoff_s: float = 0.2, secret: str | None = None):
+                 backoff_s: float = 0.2, secret: str | None = None,
+                 max_connections: int = 256):
         self.url = url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.retries, self.backoff_s = retries, backoff_s
         self.headers = {SECRET_HEADER: secret} if secret else {}
+        self.max_connections = max_connections  # each generation holds one connection
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self.headers)
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout, headers=self.headers,
+                connector=aiohttp.TCPConnector(limit=self.max_connections))
         return self._session
 
     async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
