@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from genmodels import artifact as artifacts
 from genmodels import registry
 from genmodels.styles import StyleBook
+from storage.errors import InvalidInput
 from storage.models import RunStatus
 from storage.versions import (active_model_version, finish_training_run,
                               promote_model_version, register_model_version,
@@ -284,9 +285,12 @@ class Retrainer:
                    "old_val_loss": result.old_val, "new_val_loss": result.new_val,
                    "corpus_changed": result.corpus_changed,
                    "seconds": round(result.seconds, 1)}
-        with self.sessions.begin() as s:
-            finish_training_run(s, result.run_id, status=status.value, metrics=metrics,
-                                error=result.error, model_version=result.new_version)
+        try:
+            with self.sessions.begin() as s:
+                finish_training_run(s, result.run_id, status=status.value, metrics=metrics,
+                                    error=result.error, model_version=result.new_version)
+        except InvalidInput as exc:  # a restarted scheduler already marked it interrupted
+            log.warning("run %s: %s", result.run_id, exc)
         log.info("%s", result.message())
         for notify in list(_notifiers):
             try:
