@@ -150,3 +150,20 @@ def test_cli_lists_jobs_and_refuses_bad_input(tmp_path, make_bot, run_cli, bad_i
     broken = make_bot(tmp_path / "bad", with_schedule('cron = "at three"'))
     bad_input(run_cli("training.scheduler", ["--list"], config=broken.config,
                       DATABASE_URL=url), "schedule.cron: bad cron expression")
+
+
+def test_the_bot_can_host_it_on_its_event_loop(tmp_path, make_bot):
+    import asyncio
+
+    url = f"sqlite:///{tmp_path / 'loop.db'}"
+    upgrade(url)
+    bot = make_bot(tmp_path / "bot", with_schedule(""))
+
+    async def host():
+        sched = StyleScheduler(url, bot.config, asyncio=True)
+        sched.start(paused=True)
+        ids = {j.id for j in sched.jobs()}
+        sched.shutdown()
+        return ids
+
+    assert asyncio.run(host()) == ALL_JOBS
