@@ -99,7 +99,7 @@ class Stats:
 class ModelLoop:
     """One style's model(s), its waiting queue and its stepping thread."""
 
-    def __init__(self, style: str, *, max_batch: int = 64, max_queue: int = 256,
+    def __init__(self, style: str, *, max_batch: int = 256, max_queue: int = 256,
                  poll_s: float = 2.0, backend: str = "auto", path: Path | None = None):
         self.style, self.max_batch, self.max_queue = style, max_batch, max_queue
         self.poll_s, self.backend_name = poll_s, backend
@@ -269,7 +269,7 @@ class ModelLoop:
 class Engine:
     """Every style's ``ModelLoop``, loaded on first use (or ``preload``)."""
 
-    def __init__(self, *, max_batch: int = 64, max_queue: int = 256, poll_s: float = 2.0,
+    def __init__(self, *, max_batch: int = 256, max_queue: int = 256, poll_s: float = 2.0,
                  backend: str = "auto", paths: dict[str, Path] | None = None):
         self.options = dict(max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
                             backend=backend)

@@ -97,7 +97,7 @@ class LocalClient:
         self._samplers.clear()
 
 
-INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 64,
+INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 256,
                       "max_queue": 256, "poll_s": 2.0, "backend": "auto"}
 
 
