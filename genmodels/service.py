@@ -110,6 +110,10 @@ async def generate(request: web.Request) -> web.Response:
     except GenerationError as exc:
         return _error(500, str(exc))
     g = done.generation
+    # The version that wrote each text, in the log beside the request.
+    log.info("generate style=%s version=%s chars=%d stop=%s queued_ms=%.1f total_ms=%.1f",
+             style, g.version, len(g.text), g.stop_reason, done.queued_ms,
+             done.queued_ms + done.generate_ms)
     return web.json_response({
         "style": style, "text": g.text, "prime": g.prime, "dropped": g.dropped,
         "version": g.version, "stop_reason": g.stop_reason, "seed": g.seed,

@@ -210,6 +210,45 @@ def test_hot_reload_keeps_requests_in_flight_on_their_version(artifact_factory, 
     assert loop.stats.reloads == 1
 
 
+def test_the_loop_polls_the_registry_marker(artifact_factory, tmp_path, monkeypatch):
+    root = tmp_path / "registry"
+    monkeypatch.setenv("MODEL_REGISTRY", str(root))
+    arts = [artifact_factory(text=TEXT, seed=s, style="tiny") for s in (1, 2)]
+    for i, a in enumerate(arts):
+        a.save(root / "tiny" / f"v{i}")
+    activate("tiny", "v0")
+    engine = Engine(poll_s=0.05, backend="numpy").start()
+    try:
+        loop = engine.loop("tiny")
+        assert loop.version == arts[0].version
+        activate("tiny", "v1")  # nobody calls reload(): the idle loop notices by itself
+        wait_for(lambda: loop.version == arts[1].version, "the poll to pick up v1")
+        p = SamplingParams(seed=3, max_chars=20)
+        assert engine.submit("tiny", "a", p).result(30).generation == \
+            Sampler(arts[1]).generate("a", p)
+    finally:
+        engine.stop()
+
+
+def test_one_style_flooded_leaves_the_others_free(artifact_factory, tmp_path, monkeypatch):
+    gate = install_gate(monkeypatch)
+    a, b = (artifact_factory(text=TEXT, seed=s, style=n) for s, n in ((1, "a"), (2, "b")))
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    engine = Engine(paths={"a": a.path, "b": b.path}, max_batch=1, max_queue=0).start()
+    try:
+        engine.submit("a", "", SamplingParams(seed=1, max_chars=3000, stop="none"))
+        with pytest.raises(Busy):
+            engine.submit("a", "", SamplingParams(seed=2))
+        fut = engine.submit("b", "the", SamplingParams(seed=2, max_chars=10))
+        gate.open = True
+        gate.release(2)
+        assert fut.result(30).generation == Sampler(b).generate(
+            "the", SamplingParams(seed=2, max_chars=10))
+    finally:
+        engine.stop()
+
+
 def test_missing_model_is_unavailable(tmp_path):
     engine = Engine(paths={"gone": tmp_path / "nope"}, backend="numpy").start()
     try:
