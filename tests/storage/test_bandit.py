@@ -3,6 +3,8 @@ synthetic stream of ratings stored through the real log/rate functions, keeps ex
 and an admin-set temperature always wins."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from storage.models import SettingChange
 from storage.ratings import rate
 from storage.settings import clear_temperature, effective_temperature, set_temperature
 
-CONFIG = BanditConfig(temperatures=(0.3, 0.5, 0.7, 0.9, 1.1), explore=0.05)
+CONFIG = BanditConfig(temperatures=(0.3, 0.5, 0.7, 0.9, 1.1), explore=0.05, cache_seconds=0)
 APPROVAL = {0.3: 0.15, 0.5: 0.35, 0.7: 0.8, 0.9: 0.45, 1.1: 0.2}  # 0.7 is best
 
 
@@ -86,5 +88,21 @@ def test_config_is_checked(tmp_path):
     with pytest.raises(StorageConfigError, match="bandit.temperatures"):
         load_config(path)
     path.write_text("[bandit]\ntemperatures = [1.1, 0.3]\nexplore = 0.1\n")
-    assert load_config(path) == BanditConfig((0.3, 1.1), 0.1, 60.0)
+    assert load_config(path) == BanditConfig((0.3, 1.1), 0.1, 60.0, 60.0)
     assert load_config(tmp_path / "missing.toml") == BanditConfig()
+
+
+def test_per_request_counts_are_cached_per_process(session, record):
+    cached = BanditConfig(temperatures=(0.5, 0.9), explore=0.0, cache_seconds=3600)
+    rng = np.random.default_rng(5)
+    choose_temperature(session, "tolstoy", rng, config=cached)  # caches "no ratings"
+    for _ in range(30):
+        logged = log_request(session, record(style="tolstoy", temperature=0.9))
+        rate(session, logged.generation_id, logged.user_id, -1)
+    stale = [choose_temperature(session, "tolstoy", rng, config=cached)[1]
+             for _ in range(20)]
+    assert all(s.endswith("+0/-0") for s in stale)  # the cached counts
+    fresh = choose_temperature(session, "tolstoy", rng,
+                               config=dataclasses.replace(cached, cache_seconds=0))[1]
+    assert fresh in ("bandit: Thompson draw, 0.5 has +0/-0",
+                     "bandit: Thompson draw, 0.9 has +0/-30")
