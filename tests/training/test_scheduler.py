@@ -167,3 +167,44 @@ def test_the_bot_can_host_it_on_its_event_loop(tmp_path, make_bot):
         return ids
 
     assert asyncio.run(host()) == ALL_JOBS
+
+
+def test_cli_run_now_trains_publishes_and_exits(tmp_path, make_bot, run_cli):
+    pytest.importorskip("tensorflow")
+    url = f"sqlite:///{tmp_path / 'now.db'}"
+    upgrade(url)
+    bot = make_bot(tmp_path / "bot", with_schedule(""))
+    registry_root = tmp_path / "registry"
+    proc = run_cli("training.scheduler", ["--run-now", "tiny", "--minutes", "0.02"],
+                   config=bot.config, timeout=600, DATABASE_URL=url,
+                   MODEL_REGISTRY=str(registry_root), CORPUS_CACHE=str(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    # No model yet (nothing shipped for the tiny style): the first candidate is served.
+    [line] = proc.stdout.strip().splitlines()
+    assert line.startswith("retrain tiny: val loss ? -> ") and "promoted, now serving" in line
+    version = (registry_root / "tiny" / "ACTIVE").read_text().strip()
+    assert version in line and (registry_root / "tiny" / version / "model.json").is_file()
+    engine = make_engine(url)
+    with session_factory(engine).begin() as s:
+        run = s.execute(select(TrainingRun)).scalar_one()
+        assert (run.status, run.trigger, run.model_version) == ("succeeded", "manual", version)
+    engine.dispose()
+
+
+def test_schedule_config_errors_name_the_key(tmp_path, make_bot):
+    from genmodels.styles import ConfigError
+    from training.schedule_config import load_schedule
+
+    for extra, key in [("margin = -1\n", "schedule.margin"),
+                       ("keep = 0\n", "schedule.keep"),
+                       ("colour = 1\n", "schedule.colour"),
+                       ("[schedule.styles.nosuch]\n", "schedule.styles.nosuch"),
+                       ('[schedule.styles.tiny]\nminutes = "5"\n', "schedule.styles.tiny.minutes"),
+                       ("[schedule.styles.tiny]\nscratch = 1\n", "schedule.styles.tiny.scratch")]:
+        bot = make_bot(tmp_path / "bot", with_schedule(extra))
+        with pytest.raises(ConfigError, match=f"^{key}"):
+            load_schedule(bot.config)
+    book, schedule = load_schedule(make_bot(tmp_path / "ok", with_schedule(
+        "minutes = 2\n[schedule.styles.tiny]\nmargin = 0.1\n")).config)
+    assert schedule.for_style("tiny").margin == 0.1 and schedule.for_style("tiny").minutes == 2
+    assert schedule.for_style("fable_owl").margin == 0.005
