@@ -155,3 +155,13 @@ def test_an_unknown_style_fails_its_run(world):
     result = retrainer(world, TRAIN).run("nosuch", trigger="admin")
     assert result.outcome == "failed" and "unknown style 'nosuch'" in result.error
     assert run_row(world, result.run_id).status == "failed"
+
+
+def test_training_cli_options_the_job_uses_are_checked(world, run_cli, bad_input):
+    config = world["bot"].config
+    bad_input(run_cli("training", ["train", "tiny", "--init", "x", "--scratch"],
+                      config=config), "--init and --scratch exclude each other")
+    bad_input(run_cli("training", ["train", "tiny", "--learning-rate", "0"], config=config),
+              "--learning-rate must be positive")
+    bad_input(run_cli("training", ["train", "tiny", "--init", str(world["root"] / "nope")],
+                      config=config, CORPUS_CACHE=world["env"]["CORPUS_CACHE"]), "nope")
