@@ -138,6 +138,19 @@ def claim_queued(session: Session) -> TrainingRun | None:
     return None
 
 
+def finished_runs(session: Session, after_id: int = 0, limit: int = 20) -> list[TrainingRun]:
+    """Runs finished with an id above ``after_id``, oldest first.
+
+    How a bot in another process than the scheduler hears about runs: remember the
+    last id it announced and poll; ``RunResult.from_row(run).message()`` (training/
+    retrain.py) is the same line the in-process notifier hook gets.
+    """
+    return list(session.execute(select(TrainingRun).where(
+        TrainingRun.id > after_id,
+        TrainingRun.status.in_([RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]))
+        .order_by(TrainingRun.id).limit(limit)).scalars())
+
+
 def fail_interrupted(session: Session, reason: str) -> int:
     """Mark every running run failed (the scheduler restarted under them); how many."""
     return session.execute(update(TrainingRun).where(

@@ -73,6 +73,16 @@ class RunResult:
     error: str | None = None
     seconds: float = 0.0
 
+    @classmethod
+    def from_row(cls, run) -> "RunResult":
+        """Rebuild a finished run from its ``training_runs`` row (another process ran it)."""
+        m = run.metrics or {}
+        return cls(run.id, run.style, m.get("outcome", "failed"),
+                   old_version=m.get("old_version"), new_version=run.model_version,
+                   old_val=m.get("old_val_loss"), new_val=m.get("new_val_loss"),
+                   corpus_changed=bool(m.get("corpus_changed")),
+                   error=run.error, seconds=m.get("seconds", 0.0))
+
     def message(self) -> str:
         if self.outcome == "failed":
             return f"retrain {self.style} failed: {self.error}"

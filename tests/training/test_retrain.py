@@ -165,3 +165,15 @@ def test_training_cli_options_the_job_uses_are_checked(world, run_cli, bad_input
               "--learning-rate must be positive")
     bad_input(run_cli("training", ["train", "tiny", "--init", str(world["root"] / "nope")],
                       config=config, CORPUS_CACHE=world["env"]["CORPUS_CACHE"]), "nope")
+
+
+def test_another_process_hears_about_finished_runs_from_the_table(world):
+    from training.registry_ops import finished_runs
+    from training.retrain import RunResult
+
+    with world["sessions"].begin() as s:
+        runs = finished_runs(s)
+    heard = [r.message() for r in world["heard"]]
+    assert [RunResult.from_row(r).message() for r in runs] == heard
+    with world["sessions"].begin() as s:
+        assert finished_runs(s, after_id=runs[-1].id) == []
