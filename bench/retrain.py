@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,20 @@ def seed_recipe(style: str, minutes: float, work: Path, env: dict) -> float:
     return float(artifact.load(out).metrics["val_loss_nats"])
 
 
+def swap(engine, style: str, result) -> tuple[float, bool]:
+    """(swap seconds, whether the bench activated a refused candidate to measure it)."""
+    forced = result.outcome != "promoted"
+    if forced:  # measure the swap anyway, then put the served version back
+        since = time.time()
+        registry.activate(style, result.new_version)
+    else:
+        since = (registry.registry_root() / style / registry.MARKER).stat().st_mtime
+    seconds = measure_swap(engine, style, result.new_version, since)
+    if forced:
+        registry.activate(style, result.old_version)
+    return seconds, forced
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--style", default="shakespeare")
@@ -82,29 +97,23 @@ def main() -> None:
     url = f"sqlite:///{work / 'bench.db'}"
     upgrade(url)
     book, schedule = load_schedule()
-    plan = schedule.for_style(args.style)
-    engine = Engine(poll_s=float(inference_settings()["poll_s"])).start()
-    before = served_version(engine, args.style)
-    log(f"serving {before}; retraining {args.style} for {args.minutes:g} min (ours)")
+    poll_s = float(inference_settings()["poll_s"])
+    engine = Engine(poll_s=poll_s).start()
+    log(f"serving {served_version(engine, args.style)}; retraining {args.style} for "
+        f"{args.minutes:g} min (ours)")
     job = Retrainer(session_factory(make_engine(url)), book, schedule)
     result = job.run(args.style, trigger="manual", minutes=args.minutes)
     log(result.message())
     if result.outcome == "failed":
         raise SystemExit(f"retrain failed: {result.error}")
-    forced = result.outcome != "promoted"
-    if forced:  # measure the swap anyway, then put the served version back
-        since = time.time()
-        registry.activate(args.style, result.new_version)
-    else:
-        since = (registry.registry_root() / args.style / registry.MARKER).stat().st_mtime
-    swap_s = measure_swap(engine, args.style, result.new_version, since)
-    if forced:
-        registry.activate(args.style, result.old_version)
+    swap_s, forced = swap(engine, args.style, result)
+    engine.stop()
     seed_val = None
     if not args.no_seed:
         log(f"seed recipe: from scratch for {args.minutes:g} min, served regardless")
         seed_val = seed_recipe(args.style, args.minutes, work, {})
-    engine.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    plan = schedule.for_style(args.style)
     print(json.dumps({
         "bench": "retrain", "style": args.style, "minutes": args.minutes,
         "margin": plan.margin, "learning_rate_scale": plan.learning_rate_scale,
@@ -114,8 +123,8 @@ def main() -> None:
                  "served_val": result.new_val if result.outcome == "promoted"
                  else result.old_val, "seconds": round(result.seconds, 1)},
         "seed_recipe": {"val_after": seed_val, "served_val": seed_val},
-        "swap_s": round(swap_s, 3), "swap_forced_by_bench": forced,
-        "poll_s": float(inference_settings()["poll_s"]), "machine": machine(),
+        "swap_s": round(swap_s, 3), "swap_forced_by_bench": forced, "poll_s": poll_s,
+        "machine": machine(),
     }))
 
 
