@@ -28,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,13 +119,14 @@ def _rss_mb(pid: int) -> dict:
     return {"rss_mb": fields.get("VmRSS"), "peak_rss_mb": fields.get("VmHWM")}
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> dict:
+def _wait_healthy(url: str, proc: subprocess.Popen, log, timeout: float = 120) -> dict:
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the service exited: {proc.stderr.read()[-500:]}")
+            log.seek(0)
+            raise RuntimeError(f"the service exited: {log.read()[-500:]}")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
                 return json.loads(r.read())
@@ -138,11 +140,13 @@ def bench_http(style: str, prime: str, quick: bool) -> tuple[list[dict], dict]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=str(ROOT), INFERENCE_SECRET="")
+    # The service logs a line per request: to a file, since an unread pipe would fill up
+    # and block it.
+    log = tempfile.NamedTemporaryFile("w+", prefix="serving-", suffix=".log")
     proc = subprocess.Popen([sys.executable, "-m", "genmodels.service", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
-        loaded = _wait_healthy(url, proc)["loaded"]
+        loaded = _wait_healthy(url, proc, log)["loaded"]
         idle = _rss_mb(proc.pid)
         print(f"service: {len(loaded)} models loaded, RSS {idle['rss_mb']} MB", flush=True)
 
@@ -158,7 +162,11 @@ def bench_http(style: str, prime: str, quick: bool) -> tuple[list[dict], dict]:
                   "tensorflow_loaded": "tensorflow" in maps}
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
     print(f"service memory: {json.dumps(memory['after_load'])}, TensorFlow loaded: "
           f"{memory['tensorflow_loaded']}", flush=True)
     return levels, memory
