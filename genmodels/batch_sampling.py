@@ -118,7 +118,11 @@ class NoiseBank:
     def rows(self, slots: np.ndarray, n: np.ndarray) -> np.ndarray:
         """Noise row for character ``n[i]`` of slot ``slots[i]`` -> (B, V)."""
         pos = n % BLOCK
-        for i in np.flatnonzero(pos == 0):  # a fresh block, drawn as Sampler draws it
-            slot = slots[i]
-            self._buf[slot] = self._rngs[slot].gumbel(size=(BLOCK, self.vocab_size))
-        return self._buf[slots, pos]
+        fresh = pos == 0
+        if fresh.any():
+            for i in np.flatnonzero(fresh):  # a fresh block, drawn as Sampler draws it
+                slot = slots[i]
+                self._buf[slot] = self._rngs[slot].gumbel(size=(BLOCK, self.vocab_size))
+        # One flat take is several times cheaper than 2-D fancy indexing for small B.
+        flat = self._buf.reshape(-1, self.vocab_size)
+        return flat.take(slots * BLOCK + pos, axis=0)
