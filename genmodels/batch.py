@@ -56,7 +56,7 @@ class NumpyBackend:
 class Row:
     """One request inside a batch."""
 
-    prime: str  # as the model reads it (after the unseen-character policy)
+    prime: str  # as submitted; once admitted, as the model reads it (unseen-char policy)
     dropped: str
     params: SamplingParams
     seed: int

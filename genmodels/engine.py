@@ -167,13 +167,10 @@ class ModelLoop:
     # -- requests -----------------------------------------------------------------------
     def submit(self, prime: str, params: SamplingParams) -> Future:
         """Queue a request; raises ``Busy`` at once when the batch and queue are full."""
-        batch = self._batches[-1]
-        enc = batch.art.vocab.encode(prime)
-        context = batch.art.vocab.encode(STOP_RULES[params.stop] or "\n").ids + enc.ids
         seed = params.seed if params.seed is not None else secrets.randbits(63)
-        row = Row(prime="".join(batch.chars[i] for i in enc.ids), dropped=enc.dropped,
-                  params=params, seed=seed, context=context or [0], future=Future(),
-                  submitted=time.monotonic())
+        # The prime is encoded when the row joins: a reload may change the vocabulary.
+        row = Row(prime=prime, dropped="", params=params, seed=seed, context=[],
+                  future=Future(), submitted=time.monotonic())
         with self._cond:
             if not self._running:
                 raise GenerationError("the inference engine is not running")
@@ -246,6 +243,8 @@ class ModelLoop:
                 new.append(row)
         newest = self._batches[-1]
         if new:
+            for row in new:
+                _encode(row, newest)
             newest.admit(new)
         self._batches = [b for b in self._batches[:-1] if len(b)] + [newest]
 
@@ -264,6 +263,14 @@ class ModelLoop:
         self.stats.chars += n
         if n:  # sweep finished rows now: their slots and counts are current at once
             self.stats.count_gone(batch.admit([]))
+
+
+def _encode(row: Row, batch: Batch) -> None:
+    """Context ids (stop sequence + prime) in the batch's vocabulary, as Sampler does."""
+    vocab = batch.art.vocab
+    enc = vocab.encode(row.prime)
+    row.context = vocab.encode(STOP_RULES[row.params.stop] or "\n").ids + enc.ids or [0]
+    row.prime, row.dropped = "".join(batch.chars[i] for i in enc.ids), enc.dropped
 
 
 class Engine:

@@ -182,18 +182,20 @@ def test_hot_reload_keeps_requests_in_flight_on_their_version(artifact_factory, 
     root = tmp_path / "registry"
     monkeypatch.setenv("MODEL_REGISTRY", str(root))
     old = artifact_factory(text=TEXT, hidden=12, seed=1, style="tiny")
-    new = artifact_factory(text=TEXT, hidden=12, seed=2, style="tiny")
+    new = artifact_factory(text=TEXT + "XYZ-", hidden=12, seed=2, style="tiny")  # new vocab
     old.save(root / "tiny" / "v1")
     new.save(root / "tiny" / "v2")
     activate("tiny", "v1")
     gate = install_gate(monkeypatch)
-    engine = Engine(poll_s=3600).start()  # reload() is called by hand: no timing
+    # One slot: "waiting" is queued before the switch and must join the new version.
+    engine = Engine(poll_s=3600, max_batch=1).start()  # reload() by hand: no timing
     loop = engine.loop("tiny")
     long_p = SamplingParams(seed=4, max_chars=200, stop="none")
     try:
         first = engine.submit("tiny", "the", long_p)
         gate.release(5)
         gate.wait_steps(5)
+        waiting = engine.submit("tiny", "a hat", long_p)
         activate("tiny", "v2")
         loop.reload(wait=True)
         assert loop.version == new.version
@@ -201,12 +203,14 @@ def test_hot_reload_keeps_requests_in_flight_on_their_version(artifact_factory, 
         gate.open = True
         gate.release(2)
         a, b = first.result(timeout=30).generation, second.result(timeout=30).generation
+        c = waiting.result(timeout=30).generation
         wait_for(lambda: len(loop._batches) == 1, "the old version to retire")
     finally:
         engine.stop()
     assert (a.version, b.version) == (old.version, new.version)
     assert a == Sampler(old).generate("the", long_p)
     assert b == Sampler(new).generate("the", long_p)
+    assert c == Sampler(new).generate("a hat", long_p)
     assert loop.stats.reloads == 1
 
 
