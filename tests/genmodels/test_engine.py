@@ -234,6 +234,29 @@ def test_the_loop_polls_the_registry_marker(artifact_factory, tmp_path, monkeypa
         engine.stop()
 
 
+def test_a_broken_new_version_is_refused_and_the_old_one_served(artifact_factory, tmp_path,
+                                                                  monkeypatch, caplog):
+    root = tmp_path / "registry"
+    monkeypatch.setenv("MODEL_REGISTRY", str(root))
+    good = artifact_factory(text=TEXT, seed=1, style="tiny")
+    good.save(root / "tiny" / "v1")
+    activate("tiny", "v1")
+    (root / "tiny" / "v2").mkdir()
+    (root / "tiny" / "v2" / "model.json").write_text("{broken", encoding="utf-8")
+    engine = Engine(poll_s=3600, backend="numpy").start()
+    try:
+        loop = engine.loop("tiny")
+        activate("tiny", "v2")
+        loop.reload(wait=True)
+        assert loop.version == good.version and loop.stats.reloads == 0
+        assert "cannot load" in caplog.text
+        p = SamplingParams(seed=1, max_chars=20)
+        assert engine.submit("tiny", "a", p).result(30).generation == \
+            Sampler(good).generate("a", p)
+    finally:
+        engine.stop()
+
+
 def test_one_style_flooded_leaves_the_others_free(artifact_factory, tmp_path, monkeypatch):
     gate = install_gate(monkeypatch)
     a, b = (artifact_factory(text=TEXT, seed=s, style=n) for s, n in ((1, "a"), (2, "b")))
