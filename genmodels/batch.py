@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from genmodels.artifact import Artifact
 from genmodels.batch_sampling import NoiseBank, RowParams, choose_batch
 from genmodels.kernel import NumpyLSTM
 from genmodels.sampler import STOP_RULES, Generation, SamplingParams, _stopped
+
+
+CHUNK_CHARS = 16  # streaming granularity: one callback per this many characters
 
 
 class NumpyBackend:
@@ -66,6 +70,8 @@ class Row:
     started: float = 0.0  # when the row joined a batch
     out: list[str] = field(default_factory=list)
     slot: int = -1
+    on_chunk: Callable[[str], None] | None = None  # streaming: called from the loop thread
+    sent: int = 0  # characters already handed to on_chunk
 
     @property
     def stop(self) -> str:
@@ -178,6 +184,12 @@ class Batch:
             self._finish(row, "stop")
         elif len(out) >= row.params.max_chars:
             self._finish(row, "max_chars")
+        elif row.on_chunk is not None and len(out) - len(stop) - row.sent >= CHUNK_CHARS:
+            # Hold back len(stop) chars: they may turn out to be the stop sequence, so
+            # the chunks always add up to a prefix of the final text.
+            end = len(out) - len(stop)
+            row.on_chunk("".join(out[row.sent:end]))
+            row.sent = end
 
     def _finish(self, row: Row, reason: str) -> None:
         now = time.monotonic()

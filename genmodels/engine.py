@@ -165,12 +165,15 @@ class ModelLoop:
                  self._batches[-2].version)
 
     # -- requests -----------------------------------------------------------------------
-    def submit(self, prime: str, params: SamplingParams) -> Future:
-        """Queue a request; raises ``Busy`` at once when the batch and queue are full."""
+    def submit(self, prime: str, params: SamplingParams, on_chunk=None) -> Future:
+        """Queue a request; raises ``Busy`` at once when the batch and queue are full.
+
+        ``on_chunk(text)``, if given, is called from the loop thread with each new piece
+        of text (the pieces add up to a prefix of the final text)."""
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         # The prime is encoded when the row joins: a reload may change the vocabulary.
         row = Row(prime=prime, dropped="", params=params, seed=seed, context=[],
-                  future=Future(), submitted=time.monotonic())
+                  future=Future(), submitted=time.monotonic(), on_chunk=on_chunk)
         with self._cond:
             if not self._running:
                 raise GenerationError("the inference engine is not running")
@@ -317,10 +320,11 @@ class Engine:
                 errors[style] = str(exc)
         return errors
 
-    def submit(self, style: str, prime: str, params: SamplingParams) -> Future:
+    def submit(self, style: str, prime: str, params: SamplingParams,
+               on_chunk=None) -> Future:
         """A concurrent Future of ``batch.Completion``; ``Busy`` at once when full."""
         params.validate()
-        return self.loop(style).submit(prime, params)
+        return self.loop(style).submit(prime, params, on_chunk)
 
     def loaded(self) -> dict[str, ModelLoop]:
         return dict(self._loops)

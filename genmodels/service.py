@@ -10,6 +10,8 @@ Routes (JSON unless said otherwise):
   "dropped", "version", "stop_reason", "seed", "timings": {...}}``.
   Unknown style 404 (lists the styles); a bad field 400 naming it; malformed JSON 400;
   body over 64 KiB 413; overload 429 with ``Retry-After``; model missing 503.
+  With ``"stream": true`` the answer is NDJSON: ``{"chunk": "..."}`` lines while the
+  text is written (they add up to a prefix of it), then the full answer as above.
 * ``GET /v1/styles``, ``GET /healthz``, ``GET /metrics`` (Prometheus text format).
 
 Binds to loopback by default. On any other address the shared secret in
@@ -41,7 +43,7 @@ MAX_BODY = 64 * 1024
 MAX_PRIME = 4000  # characters; a prime is read one step per character
 SECRET_HEADER = "X-Inference-Secret"
 FIELDS = {"style": str, "prime": str, "temperature": (int, float), "top_k": int,
-          "top_p": (int, float), "seed": int, "max_chars": int, "stop": str}
+          "top_p": (int, float), "seed": int, "max_chars": int, "stop": str, "stream": bool}
 ENGINE, BOOK = web.AppKey("engine", Engine), web.AppKey("book", StyleBook)
 
 
@@ -62,7 +64,7 @@ def parse_request(body, book: StyleBook) -> tuple[str, str, SamplingParams]:
         kind = FIELDS.get(key)
         if kind is None:
             raise BadField(f"{key}: unknown field (known: {', '.join(FIELDS)})")
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise BadField(f"{key}: wrong type {type(value).__name__}")
     if "style" not in body:
         raise BadField("style: required")
@@ -99,28 +101,62 @@ async def generate(request: web.Request) -> web.Response:
         return _error(404, exc.args[0], styles=book.names())
     except BadField as exc:
         return _error(400, str(exc))
-    engine = request.app[ENGINE]
+    engine, chunks = request.app[ENGINE], asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    on_chunk = (lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text)) \
+        if body.get("stream") else None
     try:
         model = await asyncio.to_thread(engine.loop, style)
-        done = await asyncio.wrap_future(model.submit(prime, params))
+        future = asyncio.wrap_future(model.submit(prime, params, on_chunk))
+        if on_chunk:
+            return await _stream(request, future, chunks, style)
+        return web.json_response(_answer(style, await future))
     except Busy as exc:
         return _error(429, str(exc))
     except ModelUnavailable as exc:
         return _error(503, str(exc))
     except GenerationError as exc:
         return _error(500, str(exc))
+
+
+async def _stream(request: web.Request, future, chunks: asyncio.Queue,
+                  style: str) -> web.StreamResponse:
+    """NDJSON: ``{"chunk": "..."}`` lines as text is written, then the full answer (or
+    ``{"error": ...}``) as the last line. Leaving (a disconnect) cancels the request."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    try:
+        while not future.done() or not chunks.empty():
+            getter = asyncio.ensure_future(chunks.get())
+            await asyncio.wait({getter, future}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                await resp.write(json.dumps({"chunk": getter.result()}).encode() + b"\n")
+            else:
+                getter.cancel()
+        try:
+            last = _answer(style, future.result())
+        except GenerationError as exc:
+            last = {"error": str(exc)}
+        await resp.write(json.dumps(last).encode() + b"\n")
+        await resp.write_eof()
+    finally:
+        future.cancel()  # no-op once finished; frees the slot if the client left
+    return resp
+
+
+def _answer(style: str, done) -> dict:
     g = done.generation
     # The version that wrote each text, in the log beside the request.
     log.info("generate style=%s version=%s chars=%d stop=%s queued_ms=%.1f total_ms=%.1f",
              style, g.version, len(g.text), g.stop_reason, done.queued_ms,
              done.queued_ms + done.generate_ms)
-    return web.json_response({
+    return {
         "style": style, "text": g.text, "prime": g.prime, "dropped": g.dropped,
         "version": g.version, "stop_reason": g.stop_reason, "seed": g.seed,
         "timings": {"queued_ms": round(done.queued_ms, 3),
                     "generate_ms": round(done.generate_ms, 3),
                     "total_ms": round(done.queued_ms + done.generate_ms, 3),
-                    "steps": done.steps}})
+                    "steps": done.steps}}
 
 
 async def styles(request: web.Request) -> web.Response:

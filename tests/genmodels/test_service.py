@@ -90,7 +90,30 @@ def test_generate_contract_matches_the_sampler(setup):
         assert line in metrics[1], line
 
 
+@pytest.mark.parametrize("stop", ["none", "end_of_line", "blank_line"])
+def test_streaming_sends_chunks_then_the_full_answer(setup, stop):
+    book, paths, arts = setup
+    body = {"style": "tiny", "prime": "the ", "seed": 11, "max_chars": 100, "stop": stop}
+
+    async def go():
+        async with Server(Engine(paths=paths, backend="numpy").start(), book) as s:
+            async with s.http.post(s.url + "/v1/generate", json=body | {"stream": True}) as r:
+                lines = [json.loads(line) async for line in r.content]
+                kind = r.headers["Content-Type"]
+            plain = await s.post(body)
+        return lines, kind, plain
+
+    lines, kind, (status, plain, _) = run(go())
+    assert kind.startswith("application/x-ndjson") and status == 200
+    *chunks, last = lines
+    assert all(set(c) == {"chunk"} for c in chunks)
+    assert len(chunks) >= 2 or stop != "none"
+    assert last["text"] == plain["text"] and last["version"] == plain["version"]
+    assert last["text"].startswith("".join(c["chunk"] for c in chunks))
+
+
 @pytest.mark.parametrize("body,status,fragment", [
+    ({"style": "tiny", "stream": "yes"}, 400, "stream"),
     ({"style": "nope"}, 404, "unknown style 'nope'"),
     ({"prime": "x"}, 400, "style: required"),
     ({"style": "tiny", "temperature": 9}, 400, "temperature"),
