@@ -180,10 +180,11 @@ class Batch:
         out, stop = row.out, STOP_RULES[row.params.stop]
         out.append(ch)
         if stop and ch == stop[-1] and _stopped(out, stop):
+            sampled = len(out)
             del out[-len(stop):]
-            self._finish(row, "stop")
+            self._finish(row, "stop", sampled)
         elif len(out) >= row.params.max_chars:
-            self._finish(row, "max_chars")
+            self._finish(row, "max_chars", len(out))
         elif row.on_chunk is not None and len(out) - len(stop) - row.sent >= CHUNK_CHARS:
             # Hold back len(stop) chars: they may turn out to be the stop sequence, so
             # the chunks always add up to a prefix of the final text.
@@ -191,11 +192,11 @@ class Batch:
             row.on_chunk("".join(out[row.sent:end]))
             row.sent = end
 
-    def _finish(self, row: Row, reason: str) -> None:
+    def _finish(self, row: Row, reason: str, sampled: int) -> None:
         now = time.monotonic()
         gen = Generation(prime=row.prime, text="".join(row.out), stop_reason=reason,
                          seed=row.seed, dropped=row.dropped, version=self.version)
-        steps = len(row.context) + len(row.out)
+        steps = len(row.context) + sampled - 1  # the last context step also samples
         _resolve(row.future, Completion(gen, (row.started - row.submitted) * 1e3,
                                         (now - row.started) * 1e3, steps))
 
