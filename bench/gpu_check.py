@@ -25,11 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import genmodels  # noqa: E402,F401  the BLAS thread default, before NumPy
-import numpy as np  # noqa: E402
-from genmodels import artifact as artifacts  # noqa: E402
-from genmodels.batch import NumpyBackend  # noqa: E402
-from genmodels.tf_backend import _nvidia_device_present  # noqa: E402
+try:  # a bare machine may lack even NumPy: say so in the JSON line, not a traceback
+    import genmodels  # noqa: E402,F401  the BLAS thread default, before NumPy
+    import numpy as np  # noqa: E402
+    from genmodels import artifact as artifacts  # noqa: E402
+    from genmodels.batch import NumpyBackend  # noqa: E402
+    from genmodels.tf_backend import _nvidia_device_present  # noqa: E402
+except ImportError as _exc:  # pragma: no cover - depends on the machine
+    print(json.dumps({"bench": "gpu_check", "error": f"{_exc}; run pip install -e .[train]",
+                      "nvidia_smi": shutil.which("nvidia-smi") and subprocess.run(
+                          ["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()}))
+    sys.exit(0)
 
 BATCHES = (1, 64, 256)
 TOLERANCE = 1e-4
@@ -87,8 +93,11 @@ def main(argv: list[str] | None = None) -> dict:
            "nvidia_smi": nvidia_smi()}
     try:
         import tensorflow as tf
-    except ImportError as exc:
+    except ImportError as exc:  # still worth knowing: the NumPy step on this machine
         out["error"] = f"tensorflow not installed ({exc}); pip install -e .[train]"
+        np_b = NumpyBackend(art)
+        out["numpy_ms_per_step"] = {str(b): round(time_steps(np_b, b, args.steps, vocab) * 1e3, 4)
+                                    for b in BATCHES}
         print(json.dumps(out))
         return out
     from genmodels.tf_backend import TFBackend
