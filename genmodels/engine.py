@@ -329,6 +329,11 @@ class Engine:
     def loaded(self) -> dict[str, ModelLoop]:
         return dict(self._loops)
 
+    async def aloop(self, style: str) -> ModelLoop:
+        """``loop(style)`` for async callers: a loaded style costs no thread hop."""
+        loop = self._loops.get(style)
+        return loop if loop is not None else await asyncio.to_thread(self.loop, style)
+
     def versions(self) -> dict[str, str]:
         return {name: loop.version for name, loop in self.loaded().items()}
 
@@ -342,7 +347,7 @@ class EngineClient:
     async def generate(self, style: str, prime: str, params: SamplingParams) -> Result:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        model = await asyncio.to_thread(self.engine.loop, style)  # first use loads it
+        model = await self.engine.aloop(style)  # first use loads it (in a thread)
         params.validate()
         # Cancelling the awaiting task cancels the future, which frees the row's slot.
         done = await asyncio.wrap_future(model.submit(prime, params))

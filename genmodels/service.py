@@ -106,7 +106,7 @@ async def generate(request: web.Request) -> web.Response:
     on_chunk = (lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text)) \
         if body.get("stream") else None
     try:
-        model = await asyncio.to_thread(engine.loop, style)
+        model = await engine.aloop(style)
         future = asyncio.wrap_future(model.submit(prime, params, on_chunk))
         if on_chunk:
             return await _stream(request, future, chunks, style)
