@@ -35,7 +35,7 @@ from genmodels.cli import OneLineParser, fail
 from genmodels.engine import Engine
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, inference_settings
 from genmodels.metrics import render_metrics
-from genmodels.sampler import STOP_RULES, SamplingParams
+from genmodels.sampler import SamplingParams
 from genmodels.styles import ConfigError, StyleBook, load_styles
 
 log = logging.getLogger("genmodels.service")

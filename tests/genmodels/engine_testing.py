@@ -1,4 +1,5 @@
-"""Helpers for the engine and service tests: a backend whose steps the test releases.
+"""Helpers for the engine and service tests: a backend whose steps the test releases,
+and the service app on a real loopback port.
 
 ``Gate`` wraps the real NumPy backend; each ``step`` waits for a permit, so a test
 decides exactly when the batch advances (no sleeps, no wall-clock assertions), and can
@@ -6,10 +7,16 @@ make a chosen step raise.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
+
+import aiohttp
+from aiohttp import web
 
 from genmodels import engine as engine_mod
 from genmodels.batch import NumpyBackend
+from genmodels.engine import Engine
+from genmodels.service import build_app
 
 WAIT_S = 30.0  # generous: only reached when something is broken
 
@@ -65,3 +72,35 @@ def wait_for(predicate, what: str = "condition") -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.002)
+
+
+class Server:
+    """The service app on an ephemeral loopback port, inside the test's event loop."""
+
+    def __init__(self, engine: Engine, book, secret: str | None = None):
+        self.engine, self.book, self.secret = engine, book, secret
+
+    async def __aenter__(self):
+        self.runner = web.AppRunner(build_app(self.engine, self.book, self.secret),
+                                    handler_cancellation=True)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.http.close()
+        await self.runner.cleanup()
+        await asyncio.to_thread(self.engine.stop)
+
+    async def post(self, body, raw: bytes | None = None, headers=None):
+        kw = {"data": raw} if raw is not None else {"json": body}
+        async with self.http.post(self.url + "/v1/generate", headers=headers, **kw) as r:
+            return r.status, await r.json(content_type=None), r.headers
+
+    async def get(self, path: str):
+        async with self.http.get(self.url + path) as r:
+            return r.status, await r.text()

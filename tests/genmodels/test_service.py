@@ -3,48 +3,13 @@ bad input, overload, disconnects, metrics and the shared secret."""
 import asyncio
 import json
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from engine_testing import install_gate
+from engine_testing import Server, install_gate
 from genmodels.engine import Engine
 from genmodels.sampler import Sampler, SamplingParams
-from genmodels.service import build_app
 
 pytestmark = pytest.mark.timeout(120)  # a hang fails fast instead of after 5 minutes
-
-
-class Server:
-    """The service app on an ephemeral loopback port, inside the test's event loop."""
-
-    def __init__(self, engine: Engine, book, secret: str | None = None):
-        self.engine, self.book, self.secret = engine, book, secret
-
-    async def __aenter__(self):
-        self.runner = web.AppRunner(build_app(self.engine, self.book, self.secret),
-                                    handler_cancellation=True)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.http = aiohttp.ClientSession()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.http.close()
-        await self.runner.cleanup()
-        await asyncio.to_thread(self.engine.stop)
-
-    async def post(self, body, raw: bytes | None = None, headers=None):
-        kw = {"data": raw} if raw is not None else {"json": body}
-        async with self.http.post(self.url + "/v1/generate", headers=headers, **kw) as r:
-            return r.status, await r.json(content_type=None), r.headers
-
-    async def get(self, path: str):
-        async with self.http.get(self.url + path) as r:
-            return r.status, await r.text()
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ import json
 
 import pytest
 
-from engine_testing import install_gate
+from engine_testing import Server, install_gate
 from genmodels.engine import Engine
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, make_client
 from genmodels.http_client import HttpClient
 from genmodels.sampler import Sampler, SamplingParams
-from test_service import Server
 
 pytestmark = pytest.mark.timeout(120)  # a hang fails fast instead of after 5 minutes
 
