@@ -4,9 +4,11 @@
     python -m bot console      # only the terminal chat (piped stdin works: scriptable)
     python -m bot telegram     # only Telegram (TELEGRAM_TOKEN must be set)
 
-Run ``python -m storage migrate`` first (``make run`` does). A bad config, a missing
-token or a platform that refuses the token ends the program with one line on stderr and
-exit status 2 (1 for a failure while running); Ctrl-C or SIGTERM stops it cleanly.
+Beside the adapters it polls for finished training runs and tells the admins
+(bot/notices.py, ``[bot] notify_every_s``). Run ``python -m storage migrate`` first
+(``make run`` does). A bad config, a missing token or a platform that refuses the token
+ends the program with one line on stderr and exit status 2 (1 for a failure while
+running); Ctrl-C or SIGTERM stops it cleanly.
 """
 from __future__ import annotations
 
@@ -57,6 +59,10 @@ async def run(names: list[str]) -> int:
         module = importlib.import_module(f"bot.adapters.{name}")
         token = os.environ.get(ADAPTERS[name] or "", "")
         tasks[asyncio.create_task(module.serve(core, token, stop), name=name)] = name
+
+    from bot.notices import watch_training  # admin notices of finished training runs
+
+    watcher = asyncio.create_task(watch_training(core, stop), name="training-notices")
     status = 0
     try:
         # One adapter ending (console at end of input, or a failure) stops the others.
@@ -71,6 +77,8 @@ async def run(names: list[str]) -> int:
                       file=sys.stderr)
                 status = 1
     finally:
+        stop.set()
+        await watcher
         await core.close()
     return status
 

@@ -17,6 +17,7 @@ from typing import Awaitable, Callable
 
 from genmodels.sampler import MAX_TEMPERATURE
 from genmodels.styles import Style
+from storage.bandit import evidence
 from storage.errors import NotFound
 from storage.models import Outcome
 from storage.settings import clear_temperature, set_temperature
@@ -172,8 +173,8 @@ class Handlers:
         if len(words) == 1:
             style = self.find_style(words[0])
             if style is not None:
-                value, scope = await self.core._temperature(ctx.request, style)
-                return Reply(f"{style.label}: {value:g} ({_SCOPES[scope]})")
+                value, source = await self.core._temperature(ctx.request, style)
+                return Reply(f"{style.label}: {value:g} ({describe_source(source)})")
             return await self.set_chat_temperature(ctx, parse_temperature(words[0]))
         style = self.find_style(" ".join(words[:-1]))
         if not self.core.is_admin(ctx.request):
@@ -189,9 +190,14 @@ class Handlers:
     async def show_temperatures(self, ctx: Context) -> Reply:
         lines = ["Temperature here (higher is wilder; 0 always picks the likeliest "
                  "letter):"]
+        learned = False
         for style in self.core.book.styles.values():
-            value, scope = await self.core._temperature(ctx.request, style)
-            lines.append(f"/{style.label}: {value:g} ({_SCOPES[scope]})")
+            value, source = await self.core._temperature(ctx.request, style)
+            learned |= source.startswith(_LEARNED)
+            lines.append(f"/{style.label}: {value:g} ({describe_source(source)})")
+        if learned:
+            lines.append("A learned temperature is drawn afresh for every text, from "
+                         "the values your ratings favour.")
         return Reply("\n".join(lines))
 
     def may_set_chat(self, ctx: Context) -> None:
@@ -280,11 +286,29 @@ class Handlers:
         return Reply(await self.core.rollback(style.name))
 
     async def stats(self, ctx: Context) -> Reply:
-        return Reply("\n".join(await self.core.db.run(_stats_lines)))
+        """Usage per style and version, then each style's temperature evidence."""
+        core = self.core
+        lines = await core.db.run(_stats_lines)
+        if core.bandit is None:
+            lines.append("Temperatures: learning from ratings is off ([bandit] enabled).")
+        else:
+            lines.append("Temperatures learned from ratings (per value: up/down, "
+                         "approval, probability it is the best):")
+            lines += await core.db.run(_evidence_lines, list(core.book.styles), core.rng,
+                                       core.bandit)
+        return Reply("\n".join(lines))
 
 
 _SCOPES = {"chat": "set for this chat", "style": "set for this style by an admin",
            "global": "set for every style by an admin", "default": "default from config"}
+_LEARNED = "bandit: "  # storage.bandit.choose_temperature's sources start so
+
+
+def describe_source(source: str) -> str:
+    """Where a temperature comes from, for users: "learned from ratings (exploring 0.9)"."""
+    if source.startswith(_LEARNED):
+        return f"learned from ratings ({source[len(_LEARNED):]})"
+    return _SCOPES.get(source, source)
 
 
 # ------------------------------------------------------------- storage units of work
@@ -334,6 +358,11 @@ def _stats_lines(session) -> list[str]:
         if not rows:
             lines.append("  nothing yet")
     return lines
+
+
+def _evidence_lines(session, styles: list[str], rng, config) -> list[str]:
+    return [line for style in styles
+            for line in evidence(session, style, rng, config).lines()]
 
 
 def rollback_version(session, style: str) -> str:

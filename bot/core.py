@@ -10,6 +10,8 @@ generation live in ``bot/commands.py``.
     core = Core.from_config()                      # the one place the bot is wired
     reply = await core.handle(Request("console", "local", "local", text="/austen It is"))
     ack = await core.rate(request, "rate:17:+1")   # a rating button was pressed
+    core.add_notifier(send_to_admins)              # an adapter's push to its admins
+    await core.notify_admins("retrain austen: ...") # bot/notices.py, finished trainings
 """
 from __future__ import annotations
 
@@ -19,10 +21,15 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
+
+import numpy as np
 
 from genmodels.generation import Busy, GenerationClient, GenerationError, make_client
 from genmodels.sampler import SamplingParams
 from genmodels.styles import Style, StyleBook, load_styles
+from storage.bandit import choose_temperature
+from storage.bandit import load_config as load_bandit_config
 from storage.database import Database
 from storage.errors import NotFound, StorageError
 from storage.log import get_or_create_chat, get_or_create_user
@@ -40,6 +47,7 @@ __all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "rating_but
            "split_message", "parse_rating"]
 log = logging.getLogger(__name__)
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+Notifier = Callable[[str], Awaitable[None]]  # sends one text to every admin it reaches
 BUSY = "Sorry, I am busy writing for others; try again in a moment."
 
 
@@ -96,6 +104,10 @@ class Core:
         self._queued = 0  # generations running or waiting for a slot
         self._last: dict[tuple[str, str, str], int] = {}  # console /rate: last text
         self.registry = build_commands(self)
+        # Learned temperatures: the grid from [bandit] of the same config.toml.
+        self.bandit = load_bandit_config(book.path) if settings.learn_temperature else None
+        self.rng = np.random.default_rng()  # bandit draws (NumPy's generator locks itself)
+        self.notifiers: list[Notifier] = []  # adapters' pushes to admins (notify_admins)
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, *, db: Database | None = None,
@@ -144,6 +156,24 @@ class Core:
         """(command, description) for every platform's command menu."""
         return [(c.name, c.description) for c in self.registry.values()
                 if not c.platforms]
+
+    # ----------------------------------------------------------------- admin notices
+
+    def add_notifier(self, notify: Notifier) -> None:
+        """An adapter's ``notify(text)``: send ``text`` to every admin it can reach."""
+        self.notifiers.append(notify)
+
+    def remove_notifier(self, notify: Notifier) -> None:
+        if notify in self.notifiers:
+            self.notifiers.remove(notify)
+
+    async def notify_admins(self, text: str) -> None:
+        """Push ``text`` through every adapter; a failure is logged, never raised."""
+        for notify in list(self.notifiers):
+            try:
+                await notify(text)
+            except Exception:
+                log.exception("admin notice via %r failed", notify)
 
     def is_admin(self, request: Request) -> bool:
         if request.user_id in self.settings.admin_ids(request.platform):
@@ -257,11 +287,11 @@ class Core:
     async def _temperature(self, chat: Request, style: Style) -> tuple[float, str]:
         """The temperature for ``style`` in this chat and where it comes from.
 
-        The one place it is chosen: chat > style > global setting > config default.
-        (Issue 6's bandit plugs in here when nobody fixed a value.)
+        The one place it is chosen: chat > style > global setting; where nobody fixed
+        one, a draw of the ratings bandit (source "bandit: ...", storage/bandit.py), or
+        the config default (source "default") when learning is off.
         """
-        found = await self.db.run(_effective_temperature, chat, style)
-        return found.value, found.scope
+        return await self.db.run(_choose_temperature, chat, style, self.rng, self.bandit)
 
     async def rollback(self, style: str) -> str:
         """Serve the style's previous model version again; a one-line report.
@@ -285,9 +315,13 @@ def _user_id(session, request: Request) -> int:
                               request.user_name)
 
 
-def _effective_temperature(session, request: Request, style: Style):
-    return effective_temperature(session, style.name, _chat_id(session, request),
-                                 style.temperature)
+def _choose_temperature(session, request: Request, style: Style, rng, bandit
+                        ) -> tuple[float, str]:
+    chat_id = _chat_id(session, request)
+    found = effective_temperature(session, style.name, chat_id, style.temperature)
+    if found.scope != "default" or bandit is None:
+        return found.value, found.scope
+    return choose_temperature(session, style.name, rng, chat_id=chat_id, config=bandit)
 
 
 def _store_rating(session, request: Request, generation_id: int, value: int):

@@ -1,7 +1,7 @@
 """The bot's own settings from config.toml: admins, rate limits, bounds, adapter options.
 
 Tables read (all optional; defaults below): ``[bot]``, ``[rate_limit]``, ``[admins]``,
-``[telegram]``. Secrets (tokens) never live here: they come from the environment.
+``[telegram]``, and ``enabled`` of ``[bandit]`` (the rest of it is storage/bandit.py's). Secrets (tokens) never live here: they come from the environment.
 A wrong value raises ``genmodels.styles.ConfigError`` naming the key.
 
     python -c "from bot.settings import load_settings; print(load_settings())"
@@ -31,6 +31,10 @@ class BotSettings:
     max_in_flight: int = 64  # generations at once (more wait, up to max_waiting)
     max_waiting: int = 200  # beyond this the bot answers "busy" at once
     max_prime_chars: int = 1000  # a longer prime is refused with a clear reply
+    # Temperatures learned from ratings (storage/bandit.py) where nobody fixed one;
+    # off: the style's temperature from config.toml.
+    learn_temperature: bool = True
+    notify_every_s: float = 30.0  # how often finished training runs are looked for; 0: never
     # Telegram: "polling" (default) or "webhook" (then webhook_url, listen, port).
     telegram_mode: str = "polling"
     telegram_webhook_url: str = ""
@@ -65,8 +69,8 @@ def _table(doc: dict, name: str) -> dict:
 
 def settings_from_doc(doc: dict) -> BotSettings:
     """Validate the parsed TOML document's bot tables."""
-    bot, rate, admins, tg = (_table(doc, n) for n in ("bot", "rate_limit", "admins",
-                                                      "telegram"))
+    bot, rate, admins, tg, bandit = (_table(doc, n) for n in (
+        "bot", "rate_limit", "admins", "telegram", "bandit"))
     admin_map = {p: _ids(admins.get(p, []), f"admins.{p}") for p in PLATFORMS}
     roles = _ids(admins.get("discord_roles", []), "admins.discord_roles")
     unknown = sorted(set(admins) - set(PLATFORMS) - {"discord_roles"})
@@ -77,6 +81,9 @@ def settings_from_doc(doc: dict) -> BotSettings:
     if not isinstance(everyone, bool):
         raise ConfigError(f"bot.chat_temperature_for_all: expected true or false, "
                           f"got {everyone!r}")
+    learn = bandit.get("enabled", True)
+    if not isinstance(learn, bool):
+        raise ConfigError(f"bandit.enabled: expected true or false, got {learn!r}")
     mode = tg.get("mode", "polling")
     if mode not in ("polling", "webhook"):
         raise ConfigError(f"telegram.mode: 'polling' or 'webhook', got {mode!r}")
@@ -89,6 +96,8 @@ def settings_from_doc(doc: dict) -> BotSettings:
         max_in_flight=_number(bot, "max_in_flight", "bot", 64, 1, int),
         max_waiting=_number(bot, "max_waiting", "bot", 200, 0, int),
         max_prime_chars=_number(bot, "max_prime_chars", "bot", 1000, 1, int),
+        learn_temperature=learn,
+        notify_every_s=_number(bot, "notify_every_s", "bot", 30, 0),
         telegram_mode=mode, telegram_webhook_url=tg.get("webhook_url", ""),
         telegram_listen=str(tg.get("listen", "127.0.0.1")),
         telegram_port=_number(tg, "port", "telegram", 8443, 1, int))

@@ -11,4 +11,15 @@ in one line). Adapters never decide anything: commands, admin checks, limits and
 ratings are ``Core.handle`` / ``Core.rate``; adapters split long replies with
 ``bot.core.split_message`` and attach ``bot.core.rating_buttons`` when a reply has
 ``rate_generation``.
+
+Pushing to admins (optional): an adapter that can reach the admins unasked registers,
+while it serves, one coroutine with the core and removes it when it stops:
+
+    async def notify(text: str) -> None   # send ``text`` to every admin it can reach
+    core.add_notifier(notify) ... core.remove_notifier(notify)
+
+``Core.notify_admins`` calls every registered one (bot/notices.py uses it when a
+training run finishes). ``notify`` logs a failed send per admin and carries on; the
+core logs anything it raises, so a notice never crashes an adapter. Telegram and
+Discord message each admin user id of ``[admins]`` privately; the console prints.
 """

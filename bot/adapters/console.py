@@ -5,7 +5,8 @@
 
 The person at the terminal is user "local" in chat "local" (an admin by default, see
 ``[admins]`` in config.toml). Replies are printed as they are; a reply with a picture
-saves it under var/console/ and prints the path. End with Ctrl-D (or end of input).
+saves it under var/console/ and prints the path; an admin notice (a training run
+finished) is printed as "[admin] ...". End with Ctrl-D (or end of input).
 """
 from __future__ import annotations
 
@@ -74,6 +75,19 @@ async def serve(core: Core, token: str = "", stop: asyncio.Event | None = None,
     print(render(help_reply) + "\nCtrl-D quits.", file=stdout, flush=True)
     lines = _reader(stdin, asyncio.get_running_loop())
     stop = stop or asyncio.Event()
+
+    async def notify(text: str) -> None:  # the person at the terminal runs the bot
+        print(f"[admin] {text}", file=stdout, flush=True)
+
+    core.add_notifier(notify)
+    try:
+        await _chat(core, lines, stop, stdout, interactive, name)
+    finally:
+        core.remove_notifier(notify)
+
+
+async def _chat(core: Core, lines: asyncio.Queue, stop: asyncio.Event, stdout,
+                interactive: bool, name: str) -> None:
     while not stop.is_set():
         if interactive:
             print("> ", end="", file=stdout, flush=True)

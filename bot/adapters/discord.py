@@ -16,7 +16,9 @@ Replies are deferred (the model takes a moment), split at Discord's 2000 charact
 sent with Markdown escaped and no mentions, and carry thumbs up / down buttons. The
 buttons are ``RateButton`` dynamic items: their custom_id is the core's rating data, so
 a press after a restart still reaches ``core.rate``. Errors are logged and answered
-with one short line, never a traceback.
+with one short line, never a traceback. Admin notices (``Core.notify_admins``) are
+sent as direct messages to the Discord admin user ids of [admins] (admins by role only
+are not messaged: a role has no inbox).
 """
 from __future__ import annotations
 
@@ -158,8 +160,20 @@ class DiscordAdapter:
         """Log in (raises ``discord.LoginFailure`` for a bad token), then connect."""
         await self.client.login(token)
         self.task = asyncio.create_task(self.client.connect(), name="discord-gateway")
+        self.core.add_notifier(self.notify)
+
+    async def notify(self, text: str) -> None:
+        """A direct message with ``text`` to every admin user id; failures logged."""
+        for admin in sorted(self.core.settings.admin_ids("discord")):
+            try:
+                user = await self.client.fetch_user(int(admin))
+                for chunk in plain_chunks(text):
+                    await user.send(chunk, allowed_mentions=NO_MENTIONS)
+            except Exception as exc:  # e.g. DMs closed, or no such user
+                log.warning("discord: notice to admin %s not sent: %r", admin, exc)
 
     async def close(self) -> None:
+        self.core.remove_notifier(self.notify)
         await self.client.close()
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)

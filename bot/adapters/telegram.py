@@ -11,6 +11,8 @@ parse mode: generated text never turns into Markdown), split at 4096 characters;
 last part of a generated text carries thumbs up / down buttons; "typing" shows while
 the model writes. Edited messages and other bots' commands are ignored (the platform
 convention); any exception is logged once and answered with a short apology.
+Admin notices (``Core.notify_admins``) go to each Telegram admin's private chat, whose
+id is the user id (it works once the admin has started a chat with the bot).
 """
 from __future__ import annotations
 
@@ -142,11 +144,24 @@ def message_parts(text: str) -> list[str]:
     return parts
 
 
+def admin_notifier(core: Core, bot):
+    """``notify(text)``: the text to every Telegram admin, privately; failures logged."""
+    async def notify(text: str) -> None:
+        for admin in sorted(core.settings.admin_ids("telegram")):
+            try:
+                for part in message_parts(text):
+                    await bot.send_message(int(admin), part)
+            except Exception as exc:  # e.g. the admin never started a chat with the bot
+                log.warning("telegram: notice to admin %s not sent: %r", admin, exc)
+    return notify
+
+
 async def serve(core: Core, token: str, stop: asyncio.Event,
                 base_url: str | None = None) -> None:
     """Run until ``stop`` is set: polling, or the webhook config.toml asks for."""
     app = build_application(core, token, base_url)
     settings = core.settings
+    notify = admin_notifier(core, app.bot)
     async with app:  # initialize (getMe: a bad token fails here) ... shutdown
         await register_commands(app, core)
         await app.start()
@@ -156,9 +171,11 @@ async def serve(core: Core, token: str, stop: asyncio.Event,
             runner = None
             await app.updater.start_polling(
                 allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+        core.add_notifier(notify)
         try:
             await stop.wait()
         finally:
+            core.remove_notifier(notify)
             if runner is not None:
                 await runner.cleanup()
             else:

@@ -318,3 +318,30 @@ def test_serve_runs_until_stopped_and_a_refused_token_raises(world):
             with pytest.raises(discord.LoginFailure):
                 await asyncio.wait_for(serve(w.core, REFUSED_TOKEN, asyncio.Event()), 30)
     run(main())
+
+
+def test_admins_get_a_direct_message_when_a_training_run_finishes(world, caplog):
+    import dataclasses
+
+    from bot.adapters.discord import plain_chunks
+    from bot.notices import RunWatcher
+    from runs import PROMOTED, finished_run
+
+    async def main():
+        async with world().running() as w:
+            core = w.core
+            # "0x" is no Discord id: that send fails, is logged, and the admin still hears.
+            core.settings = dataclasses.replace(core.settings, admins={
+                **core.settings.admins, "discord": frozenset({"0x", "1003"})})
+            watcher = RunWatcher()
+            await core.db.run(watcher.start)
+            await core.db.run(finished_run)
+            for message in await core.db.run(watcher.poll):
+                await core.notify_admins(message)
+            (dm,) = w.fake.dms_to(1003)
+            assert dm["content"] == plain_chunks(PROMOTED)[0]
+            assert [c.body for c in w.fake.calls if c.path == "/users/@me/channels"] == [
+                {"recipient_id": 1003}]
+        assert core.notifiers == []  # unregistered when the adapter closed
+    run(main())
+    assert "notice to admin 0x not sent" in caplog.text

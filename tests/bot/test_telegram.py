@@ -206,3 +206,30 @@ def test_webhook_mode_receives_updates_over_http(chat, monkeypatch):
             await server.stop()
     chat.run(scenario)
     assert chat.count(RequestRow) == 1
+
+
+def test_admins_are_told_in_private_when_a_training_run_finishes(chat, caplog):
+    from bot.notices import RunWatcher, watch_training
+    from runs import PROMOTED, finished_run
+
+    async def scenario():
+        # "0x" is no Telegram id: its send fails, is logged, and the real admin still hears.
+        core = chat.core(admins={"telegram": frozenset({"0x", str(ADMIN)})})
+        async with running(core) as server:
+            stop, watcher = asyncio.Event(), RunWatcher()
+            task = asyncio.create_task(watch_training(core, stop, 0.02, watcher))
+            try:
+                for _ in range(6000):
+                    if watcher.ready:
+                        break
+                    await asyncio.sleep(0.01)
+                await core.db.run(finished_run)
+                (notice,) = await server.wait_for("sendMessage", to_chat(ADMIN))
+                assert notice["text"] == PROMOTED and "reply_markup" not in notice
+                assert server.sent("sendMessage", to_chat(USER)) == []
+            finally:
+                stop.set()
+                await task
+        assert core.notifiers == []  # unregistered when the adapter stopped
+    chat.run(scenario)
+    assert "notice to admin 0x not sent" in caplog.text

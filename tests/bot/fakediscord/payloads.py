@@ -47,6 +47,12 @@ def channel() -> dict[str, Any]:
             "last_message_id": None, "rate_limit_per_user": 0, "parent_id": None}
 
 
+def dm_channel(channel_id: int, recipient: dict) -> dict[str, Any]:
+    """A direct-message channel with one user (POST /users/@me/channels)."""
+    return {"id": str(channel_id), "type": 1, "recipients": [recipient],
+            "last_message_id": None, "flags": 0}
+
+
 def guild() -> dict[str, Any]:
     """GUILD_CREATE data: one text channel, @everyone and an "admins" role."""
     return {"id": str(GUILD_ID), "name": "Readers", "icon": None, "owner_id": "1",

@@ -9,7 +9,8 @@
 The gateway speaks HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeat ACKs and
 dispatches whatever a test sends (INTERACTION_CREATE, MESSAGE_CREATE). The REST side
 answers what the adapter calls (login, application info, command sync, interaction
-callbacks, followup webhooks, channel messages) and records every call; anything else
+callbacks, followup webhooks, channel messages, fetching a user and opening a direct
+message channel) and records every call; anything else
 is answered 404 and recorded too, so a test can see calls it did not expect.
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ class FakeDiscord:
         self.calls: list[Call] = []
         self.commands: list[dict] = []     # the last bulk-overwritten command list
         self.messages: dict[str, dict] = {}  # every message created, by id
+        self.dm_channels: dict[str, str] = {}  # direct-message channel id -> user id
         self.identified = 0                # IDENTIFY count (one per client connection)
         self.identify: dict = {}           # the last IDENTIFY payload (token, intents)
         self._ws: web.WebSocketResponse | None = None
@@ -181,6 +183,11 @@ class FakeDiscord:
         """Messages the bot sent in answer to one interaction, in order."""
         return [c.message for c in self.calls_for(token) if c.message is not None]
 
+    def dms_to(self, user_id: int) -> list[dict]:
+        """Direct messages the bot sent to one user, in order."""
+        return [c.message for c in self.calls if c.message is not None
+                and self.dm_channels.get(c.message["channel_id"]) == str(user_id)]
+
     def channel_messages(self) -> list[dict]:
         return [c.message for c in self.calls
                 if c.path.startswith("/channels/") and c.message is not None]
@@ -209,6 +216,14 @@ class FakeDiscord:
         route = (call.method, *parts)
         if route in {("GET", "users", "@me")}:
             return 200, p.BOT_USER
+        if route[:2] == ("GET", "users") and len(parts) == 2 and parts[1].isdigit():
+            return 200, p.user(int(parts[1]), f"user{parts[1]}")
+        if route == ("POST", "users", "@me", "channels"):  # open a DM channel
+            recipient = str(call.body["recipient_id"])
+            channel_id = str(p.new_id())
+            self.dm_channels[channel_id] = recipient
+            return 200, p.dm_channel(int(channel_id), p.user(int(recipient),
+                                                             f"user{recipient}"))
         if route == ("GET", "oauth2", "applications", "@me"):
             return 200, p.application()
         if call.method == "GET" and parts[0] == "gateway":
@@ -227,7 +242,11 @@ class FakeDiscord:
         if route[:2] == ("POST", "channels") and parts[-1] == "typing":
             return 204, None
         if route[:2] == ("POST", "channels") and parts[-1] == "messages":
-            return 200, self._create(call)
+            message = self._create(call)
+            if parts[1] in self.dm_channels:  # a direct message: no guild
+                message["channel_id"] = parts[1]
+                del message["guild_id"]
+            return 200, message
         return 404, {"message": f"fake Discord has no {call.method} {call.path}", "code": 0}
 
     def _create(self, call: Call, body: dict | None = None) -> dict:
