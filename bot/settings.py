@@ -8,12 +8,10 @@ A wrong value raises ``genmodels.styles.ConfigError`` naming the key.
 """
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genmodels.styles import DEFAULT_CONFIG, ConfigError
+from genmodels.styles import ConfigError, read_config
 
 PLATFORMS = ("console", "telegram", "discord")
 
@@ -105,11 +103,4 @@ def settings_from_doc(doc: dict) -> BotSettings:
 
 def load_settings(path: str | Path | None = None) -> BotSettings:
     """Read ``$BOT_CONFIG`` (or the repository's config.toml) and validate the bot tables."""
-    path = Path(path or os.environ.get("BOT_CONFIG") or DEFAULT_CONFIG)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return settings_from_doc(doc)
+    return settings_from_doc(read_config(path)[1])

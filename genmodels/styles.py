@@ -155,15 +155,20 @@ def _check_links(styles: dict[str, Style]) -> None:
                 raise ConfigError(f"styles.{style.name}.exclude_heldout_of: no style {other!r}")
 
 
-def load_styles(path: str | Path | None = None) -> StyleBook:
-    """Parse and validate config.toml (``$BOT_CONFIG`` or the repository's copy)."""
+def read_config(path: str | Path | None = None) -> tuple[Path, dict]:
+    """The config file's path (``$BOT_CONFIG`` or the repository's copy) and its tables."""
     path = Path(path or os.environ.get("BOT_CONFIG") or DEFAULT_CONFIG)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_styles(path: str | Path | None = None) -> StyleBook:
+    """Parse and validate config.toml (``$BOT_CONFIG`` or the repository's copy)."""
+    path, doc = read_config(path)
     tables = doc.get("styles")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError("styles: no styles declared")
