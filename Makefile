@@ -34,6 +34,8 @@ bench: setup
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/chat.py
+	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/retrain.py --style shakespeare --minutes 5
 
 clean:
 	rm -rf var/cache var/runs

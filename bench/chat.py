@@ -17,11 +17,9 @@ python-telegram-bot ``Application`` long-polling ``tests/bot/fake_telegram.py`` 
    imported last; ``--no-seed`` skips it).
 
 The style's replies are forced to exactly 300 characters (``stop = "none"``,
-``default_chars = 300``) so every run writes the same amount. ``models/shakespeare`` is
-not shipped yet, so the default style is austen (same 2x256 architecture; the JSON
-says which style ran). Timings are measured, never asserted. One final JSON line.
+``default_chars = 300``) so every run writes the same amount. Timings are measured, never asserted. One final JSON line.
 
-    python bench/chat.py [--style shakespeare] [--repeats 30] [--users 100] [--no-seed]
+    python bench/chat.py [--style austen] [--repeats 30] [--users 100] [--no-seed]
 """
 from __future__ import annotations
 
@@ -164,7 +162,7 @@ async def run(args, db_url: str) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--style", default="austen")
+    parser.add_argument("--style", default="shakespeare")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--no-seed", action="store_true")
@@ -186,10 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     b = result["burst"]
     print(f"burst of {b['users']} users: {b['replies']} replies ({b['generated']} texts), "
           f"{b['wall_s']} s; {result['requests_logged']}/{expected} requests logged")
-    summary = {"bench": "chat", "style": args.style,
-               "style_note": "" if args.style == "shakespeare" else
-               "models/shakespeare is not shipped yet; same 2x256 architecture",
-               "reply_chars": REPLY_CHARS, **result, "targets": TARGETS,
+    summary = {"bench": "chat", "style": args.style, "reply_chars": REPLY_CHARS, **result, "targets": TARGETS,
                "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                            "load_average_1min": round(os.getloadavg()[0], 2)}}
     print(json.dumps(summary, ensure_ascii=False))
