@@ -1,32 +1,23 @@
-"""The generation client interface the bot uses, and the simplest in-process client.
+"""The generation client interface the bot uses, and the choice of client.
 
 The chat core only ever calls ``GenerationClient.generate`` / ``versions`` / ``close``;
-whether the text comes from a sampler in this process, a batching engine (issue 5) or
-the HTTP inference service is a configuration choice. Errors a user may see are the
+whether the text comes from the batching engine in this process or from the HTTP
+inference service is a configuration choice. Errors a user may see are the
 three exceptions below; their messages are short and safe to show.
 
 ``make_client()`` picks the client from config.toml's ``[inference]`` table: the
 in-process batching engine (``genmodels.engine.EngineClient``, the default) or, when
 ``url`` is set, the HTTP inference service (``genmodels.http_client.HttpClient``).
-
-``LocalClient`` runs one ``Sampler`` per style in a worker thread (sampling is NumPy,
-which releases the GIL in BLAS calls, and never blocks the event loop), with a bound on
-generations in flight: past it, ``Busy`` is raised at once instead of queueing.
 """
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from genmodels import artifact
-from genmodels.artifact import ArtifactError
-from genmodels.registry import active_path
-from genmodels.sampler import Generation, Sampler, SamplingParams
+from genmodels.sampler import Generation, SamplingParams
 
 
 class GenerationError(Exception):
@@ -55,46 +46,6 @@ class GenerationClient(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class LocalClient:
-    """Samplers in this process; one model per style, loaded on first use."""
-
-    def __init__(self, max_in_flight: int = 8):
-        self.max_in_flight = max_in_flight
-        self._in_flight = 0
-        self._samplers: dict[str, Sampler] = {}
-        self._lock = threading.Lock()
-
-    def _sampler(self, style: str) -> Sampler:
-        with self._lock:
-            if style not in self._samplers:
-                path = active_path(style)
-                try:
-                    self._samplers[style] = Sampler(artifact.load(path))
-                except ArtifactError as exc:
-                    raise ModelUnavailable(f"the {style} model is unavailable") from exc
-            return self._samplers[style]
-
-    async def generate(self, style: str, prime: str, params: SamplingParams) -> Result:
-        if self._in_flight >= self.max_in_flight:
-            raise Busy("busy writing for others; try again in a moment")
-        self._in_flight += 1
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        try:
-            def work() -> Generation:
-                return self._sampler(style).generate(prime, params)
-            generation = await asyncio.to_thread(work)
-        finally:
-            self._in_flight -= 1
-        return Result(generation, (loop.time() - start) * 1000.0)
-
-    async def versions(self) -> dict[str, str]:
-        return {name: s.artifact.version for name, s in self._samplers.items()}
-
-    async def close(self) -> None:
-        self._samplers.clear()
 
 
 INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 256,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from genmodels import registry
 from genmodels.artifact import load
-from genmodels.generation import LocalClient
+from genmodels.engine import Engine, EngineClient
 from genmodels.sampler import SamplingParams
 from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
@@ -43,7 +43,7 @@ def sessions(tmp_path):
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     root = tmp_path / "registry"
-    monkeypatch.setenv("MODEL_REGISTRY", str(root))  # what serving (LocalClient) reads
+    monkeypatch.setenv("MODEL_REGISTRY", str(root))  # what serving (the engine) reads
     return root
 
 
@@ -70,9 +70,15 @@ def publish(sessions, root, artifact_factory, n: int, promote_all: bool = True,
 
 
 def served_version(style: str) -> str:
-    client = LocalClient()
-    result = asyncio.run(client.generate(style, "the", SamplingParams(seed=1, max_chars=5)))
-    return result.generation.version
+    """What a fresh engine (the bot's default client) serves for ``style``."""
+    async def ask() -> str:
+        client = EngineClient(Engine(backend="numpy"))
+        try:
+            result = await client.generate(style, "the", SamplingParams(seed=1, max_chars=5))
+        finally:
+            await client.close()
+        return result.generation.version
+    return asyncio.run(ask())
 
 
 def test_rollback_walks_back_and_serving_follows(sessions, root, artifact_factory):
