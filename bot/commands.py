@@ -305,9 +305,9 @@ _LEARNED = "bandit: "  # storage.bandit.choose_temperature's sources start so
 
 
 def describe_source(source: str) -> str:
-    """Where a temperature comes from, for users: "learned from ratings (exploring 0.9)"."""
+    """Where a temperature comes from, for users: "learned from ratings: exploring 0.9"."""
     if source.startswith(_LEARNED):
-        return f"learned from ratings ({source[len(_LEARNED):]})"
+        return f"learned from ratings: {source[len(_LEARNED):]}"
     return _SCOPES.get(source, source)
 
 

@@ -128,7 +128,7 @@ def test_chat_temperature_applies_here_only_and_can_be_forbidden(chat):
         shown = (await core.handle(req("/temperature"))).text
         assert "/tiny: 0 (set for this chat)" in shown
         other = (await core.handle(req("/temperature", chat="c2"))).text
-        assert "default from config" not in other and "(learned from ratings (" in other
+        assert "default from config" not in other and "(learned from ratings: " in other
         greedy = [await core.handle(req("/tiny the")) for _ in range(2)]
         assert greedy[0].text == greedy[1].text  # temperature 0: always the likeliest
         assert "reset (was 0)" in (await core.handle(req("/temperature reset"))).text

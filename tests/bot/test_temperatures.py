@@ -30,7 +30,7 @@ def test_unfixed_requests_explore_the_grid_and_a_fixed_value_wins(chat):
         core = chat.core()
         core.rng = np.random.default_rng(0)
         shown = (await core.handle(req("/temperature"))).text
-        assert "/tiny: " in shown and "learned from ratings (" in shown, shown
+        assert "/tiny: " in shown and "learned from ratings: " in shown, shown
         assert "drawn afresh for every text" in shown
         for _ in range(12):
             assert (await core.handle(req("/tiny the"))).rate_generation is not None
@@ -87,9 +87,9 @@ def test_stats_shows_the_evidence_per_style(chat):
 
 
 def test_sources_read_as_words():
-    assert describe_source("bandit: exploring 0.9") == "learned from ratings (exploring 0.9)"
+    assert describe_source("bandit: exploring 0.9") == "learned from ratings: exploring 0.9"
     assert describe_source("bandit: Thompson draw, 0.7 has +3/-1") == \
-        "learned from ratings (Thompson draw, 0.7 has +3/-1)"
+        "learned from ratings: Thompson draw, 0.7 has +3/-1"
     assert describe_source("chat") == "set for this chat"
     assert describe_source("default") == "default from config"
 
