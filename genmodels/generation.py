@@ -12,12 +12,12 @@ in-process batching engine (``genmodels.engine.EngineClient``, the default) or, 
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from genmodels.sampler import Generation, SamplingParams
+from genmodels.styles import ConfigError, read_config
 
 
 class GenerationError(Exception):
@@ -54,11 +54,9 @@ INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 2
 
 def inference_settings(path: str | Path | None = None) -> dict:
     """The ``[inference]`` table of config.toml over the defaults (keys checked)."""
-    path = Path(path or os.environ.get("BOT_CONFIG") or Path(__file__).resolve().parent.parent
-                / "config.toml")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("inference", {})
-    except (OSError, tomllib.TOMLDecodeError):
+        table = read_config(path)[1].get("inference", {})
+    except (ConfigError, OSError):
         table = {}  # load_styles reports a broken config; serving falls back to defaults
     unknown = sorted(set(table) - set(INFERENCE_DEFAULTS))
     if unknown:
