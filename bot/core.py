@@ -102,7 +102,7 @@ class Core:
         self.limiter = RateLimiter(settings.rate_burst, settings.rate_per_minute)
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._queued = 0  # generations running or waiting for a slot
-        self._last: dict[tuple[str, str, str], int] = {}  # console /rate: last text
+        self._last: dict[tuple[str, str, str], int] = {}  # /rate: last text, where offered
         self.registry = build_commands(self)
         # Learned temperatures: the grid from [bandit] of the same config.toml.
         self.bandit = load_bandit_config(book.path) if settings.learn_temperature else None
@@ -205,10 +205,16 @@ class Core:
             reply = Reply(SORRY)
         logged = await self._log(record)
         if record.text is not None and logged is not None:
-            self._last[(request.platform, request.chat_id, request.user_id)] = \
-                logged.generation_id
+            if self._rates_by_command(request.platform):  # else it would only grow
+                self._last[(request.platform, request.chat_id, request.user_id)] = \
+                    logged.generation_id
             reply = dataclasses.replace(reply, rate_generation=logged.generation_id)
         return reply
+
+    def _rates_by_command(self, platform: str) -> bool:
+        """Whether /rate (which reads ``_last``) is offered on ``platform``."""
+        rate = self.registry.get("rate")
+        return rate is not None and (not rate.platforms or platform in rate.platforms)
 
     async def _dispatch(self, ctx: Context) -> Reply:
         # Admins are exempt: they run the bot (and the console's user is one).
