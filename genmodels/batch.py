@@ -73,10 +73,6 @@ class Row:
     on_chunk: Callable[[str], None] | None = None  # streaming: called from the loop thread
     sent: int = 0  # characters already handed to on_chunk
 
-    @property
-    def stop(self) -> str:
-        return STOP_RULES[self.params.stop]
-
 
 @dataclass(frozen=True)
 class Completion:
