@@ -42,22 +42,21 @@ class RunWatcher:
 
     def start(self, session) -> None:
         """Take every run finished so far as announced (a unit of work for db.run)."""
-        self._advance(session, finished_runs(session, 0, BATCH))
-        while True:  # more than a batch finished before the bot started
-            rows = [r for r in finished_runs(session, self.after_id, BATCH)
-                    if r.id not in self.announced]
-            if not rows:
-                self.ready = True
-                return
+        while rows := self._news(session):  # more than a batch may have finished
             self._advance(session, rows)
+        self.ready = True
 
     def poll(self, session) -> list[str]:
         """Messages for the runs finished since the last poll (a unit of work)."""
-        rows = [r for r in finished_runs(session, self.after_id, BATCH)
-                if r.id not in self.announced]
+        rows = self._news(session)
         messages = [RunResult.from_row(r).message() for r in rows]
         self._advance(session, rows)
         return messages
+
+    def _news(self, session) -> list:
+        """Up to a batch of finished runs not announced yet."""
+        return [r for r in finished_runs(session, self.after_id, BATCH)
+                if r.id not in self.announced]
 
     def _advance(self, session, rows) -> None:
         self.announced.update(r.id for r in rows)
