@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import discord
 from discord import app_commands
 
 from bot.core import RATE_PREFIX, Core, Reply, Request, rating_buttons, split_message
-from genmodels.styles import DEFAULT_CONFIG, ConfigError
+from genmodels.styles import ConfigError, read_config
 
 log = logging.getLogger(__name__)
 LIMIT = 2000  # Discord's message length limit
@@ -57,11 +55,7 @@ class DiscordSettings:
 
 def load_discord_settings(path: str | Path | None = None) -> DiscordSettings:
     """Read and check [discord] from ``$BOT_CONFIG`` or the repository's config.toml."""
-    path = Path(path or os.environ.get("BOT_CONFIG") or DEFAULT_CONFIG)
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("discord", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    table = read_config(path)[1].get("discord", {})
     unknown = sorted(set(table) - {"message_content", "prefixes", "sync_guild"})
     if unknown:
         raise ConfigError(f"discord.{unknown[0]}: unknown key")
@@ -341,7 +335,3 @@ async def serve(core: Core, token: str, stop: asyncio.Event,
     finally:
         await adapter.close()
 
-
-async def run_discord(core: Core, token: str, settings: DiscordSettings | None = None) -> None:
-    """Run the Discord bot in the current event loop until cancelled."""
-    await serve(core, token, asyncio.Event(), settings)
