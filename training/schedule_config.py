@@ -8,13 +8,12 @@ any per-style key for one style. Mistakes raise ``ConfigError`` naming the key.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
 
-from genmodels.styles import ConfigError, StyleBook, load_styles
+from genmodels.styles import ConfigError, StyleBook, load_styles, read_config
 
 
 @dataclass(frozen=True)
@@ -114,5 +113,4 @@ def parse_schedule(doc: dict, book: StyleBook) -> ScheduleConfig:
 def load_schedule(path: str | Path | None = None) -> tuple[StyleBook, ScheduleConfig]:
     """The styles and the schedule from config.toml (``$BOT_CONFIG`` or the repository's)."""
     book = load_styles(path)
-    doc = tomllib.loads(Path(book.path).read_text(encoding="utf-8"))
-    return book, parse_schedule(doc, book)
+    return book, parse_schedule(read_config(book.path)[1], book)
