@@ -288,6 +288,13 @@ class Engine:
         self._lock = threading.Lock()
         self._running = False
 
+    @classmethod
+    def from_settings(cls, cfg: dict) -> "Engine":
+        """An engine with config.toml's ``[inference]`` settings
+        (``generation.inference_settings``)."""
+        return cls(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
+                   poll_s=float(cfg["poll_s"]), backend=cfg["backend"])
+
     def start(self) -> "Engine":
         with self._lock:
             self._running = True

@@ -80,5 +80,4 @@ def make_client(config: str | Path | None = None) -> GenerationClient:
         return HttpClient(cfg["url"], timeout_s=float(cfg["timeout_s"]),
                           retries=cfg["retries"], secret=os.environ.get("INFERENCE_SECRET"))
     from genmodels.engine import Engine, EngineClient  # late: engine imports this module
-    return EngineClient(Engine(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
-                               poll_s=float(cfg["poll_s"]), backend=cfg["backend"]))
+    return EngineClient(Engine.from_settings(cfg))

@@ -222,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    engine = Engine(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
-                    poll_s=float(cfg["poll_s"]), backend=cfg["backend"]).start()
+    engine = Engine.from_settings(cfg).start()
     missing = engine.preload(book.names())  # hold every model we have, ready to serve
     for style, why in missing.items():
         log.warning("%s: %s (requests get 503)", style, why)
