@@ -29,10 +29,6 @@ from storage.stats import version_stats
 from storage.versions import active_model_version, list_model_versions, promote_model_version
 
 
-def version_dir(style: str, version: str, root: Path | None = None) -> Path:
-    return (root or registry.registry_root()) / style / version
-
-
 def on_disk(row: ModelVersion) -> bool:
     return (Path(row.artifact_path) / "model.json").is_file()
 
