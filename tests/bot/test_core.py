@@ -39,6 +39,7 @@ def test_generation_carries_a_rating_and_everything_is_logged(chat):
             "Thanks for the \N{THUMBS UP SIGN}!"
         assert (await core.rate(req(""), f"rate:{reply.rate_generation}:-1")).startswith(
             "Changed to")
+        assert core._last == {}  # only the console's /rate reads it: no per-user growth
     chat.run(scenario)
     rows = chat.rows(RequestRow)
     assert len(rows) == 5
