@@ -54,9 +54,18 @@ class RunWatcher:
         return messages
 
     def _news(self, session) -> list:
-        """Up to a batch of finished runs not announced yet."""
-        return [r for r in finished_runs(session, self.after_id, BATCH)
-                if r.id not in self.announced]
+        """Up to a batch of finished runs not announced yet.
+
+        Pages past announced ids: while an unfinished run holds the watermark down, a
+        whole batch above it may be announced already, and the news lies beyond.
+        """
+        after = self.after_id
+        while True:
+            rows = finished_runs(session, after, BATCH)
+            news = [r for r in rows if r.id not in self.announced]
+            if news or len(rows) < BATCH:
+                return news
+            after = rows[-1].id
 
     def _advance(self, session, rows) -> None:
         self.announced.update(r.id for r in rows)

@@ -10,6 +10,7 @@ import asyncio
 import io
 import os
 
+from bot import notices
 from bot.adapters import console
 from bot.notices import RunWatcher, watch_training
 from runs import PROMOTED, finish, finished_run, started_run
@@ -52,6 +53,23 @@ def test_runs_finishing_after_the_start_are_announced_once(chat):
         await task
         assert await core.db.run(watcher.poll) == []  # nothing is announced twice
         assert heard == [REFUSED, "retrain tiny failed: killed (timeout)"]
+    chat.run(scenario)
+
+
+def test_more_than_a_batch_above_an_unfinished_run_is_still_news(chat, monkeypatch):
+    monkeypatch.setattr(notices, "BATCH", 2)
+
+    async def scenario():
+        core = chat.core()
+        await core.db.run(started_run)  # stuck: holds the watermark below every id
+        for _ in range(5):  # old news, more than two batches of it
+            await core.db.run(finished_run)
+        watcher = RunWatcher()
+        await core.db.run(watcher.start)
+        assert watcher.ready and await core.db.run(watcher.poll) == []
+        await core.db.run(finished_run, "tiny", "refused")
+        assert await core.db.run(watcher.poll) == [REFUSED]
+        assert await core.db.run(watcher.poll) == []
     chat.run(scenario)
 
 
