@@ -18,7 +18,6 @@ both run every job.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
