@@ -49,10 +49,11 @@ def _parser() -> OneLineParser:
 
 def heldout_excerpt(corpus: Path, val_fraction: float, chars: int) -> str:
     """``chars`` characters of the held-out part of a corpus, from a line start."""
-    text = corpus.read_text(encoding="utf-8")
-    start = int(len(text) * (1 - val_fraction))
-    nl = text.find("\n", start)
-    start = nl + 1 if 0 <= nl < len(text) - 1 else start
+    from training.corpus import val_start  # the split training used, not a copy of it
+
+    with open(corpus, encoding="utf-8", newline="") as f:  # offsets as val_start counts
+        text = f.read()
+    start = val_start(corpus, len(text), val_fraction)
     return text[start:start + chars]
 
 
