@@ -35,6 +35,7 @@ from storage.errors import StorageConfigError
 from storage.models import (Generation, Rating, Request, Setting, SettingChange,
                             TemperatureScope, utcnow)
 from storage.settings import MAX_TEMPERATURE, effective_temperature
+from storage.settings import _key as setting_key
 
 DEFAULT_GRID = (0.3, 0.5, 0.7, 0.9, 1.1)
 CHOSEN = "bandit_temperature"  # settings.name of the nightly choice (never an override)
@@ -195,7 +196,8 @@ def update_defaults(session: Session, styles: list[str], rng: np.random.Generato
             continue
         now = utcnow()
         if row is None:
-            session.add(Setting(key=_key(style), name=CHOSEN, scope="style", style=style,
+            session.add(Setting(key=_key(style), name=CHOSEN,
+                                scope=TemperatureScope.STYLE.value, style=style,
                                 value=best, set_by_user_id=None, set_at=now))
         else:
             row.value, row.set_at = best, now
@@ -240,4 +242,5 @@ def evidence(session: Session, style: str, rng: np.random.Generator,
 
 
 def _key(style: str) -> str:
-    return f"{CHOSEN}|style|{style}"
+    # storage/settings.py owns the key format; reuse it rather than spell it again.
+    return setting_key(CHOSEN, TemperatureScope.STYLE.value, style, None)
