@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genmodels.sampler import _NOISE_BLOCK as BLOCK
+from genmodels.sampler import _NOISE_BLOCK as BLOCK, gumbel_block
 
 F32 = np.float32
 
@@ -122,7 +122,7 @@ class NoiseBank:
         if fresh.any():
             for i in np.flatnonzero(fresh):  # a fresh block, drawn as Sampler draws it
                 slot = slots[i]
-                self._buf[slot] = self._rngs[slot].gumbel(size=(BLOCK, self.vocab_size))
+                self._buf[slot] = gumbel_block(self._rngs[slot], self.vocab_size)
         # One flat take is several times cheaper than 2-D fancy indexing for small B.
         flat = self._buf.reshape(-1, self.vocab_size)
         return flat.take(slots * BLOCK + pos, axis=0)

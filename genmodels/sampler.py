@@ -5,8 +5,9 @@ character costs one kernel step instead of a ``model.predict`` over a whole wind
 
 Determinism: a seed fixes a PCG64 stream (platform-independent) that supplies one row
 of Gumbel noise per character. Same seed + params + model = same text on any machine
-(a different BLAS could in principle flip a choice between two ids whose noisy scores
-are within ~1e-6 of each other).
+(a different BLAS, or NumPy's float32 ``log`` on another instruction set, could in
+principle flip a choice between two ids whose noisy scores are within ~1e-6 of each
+other).
 
 Start context: the style's stop sequence (a newline for one-story-per-line corpora, a
 blank line for prose) is fed before the prime, so an empty prime starts a fresh
@@ -25,6 +26,23 @@ from genmodels.kernel import NumpyLSTM
 STOP_RULES = {"end_of_line": "\n", "blank_line": "\n\n", "none": ""}
 MAX_TEMPERATURE = 5.0
 _NOISE_BLOCK = 256
+
+
+def gumbel_block(rng: np.random.Generator, vocab_size: int) -> np.ndarray:
+    """One block of Gumbel(0, 1) noise, (_NOISE_BLOCK, vocab_size) float32.
+
+    -log(-log(u)) from float32 uniforms with float32 logs, which NumPy vectorises:
+    8x cheaper than ``rng.gumbel`` (a float64 loop of two scalar logs per value), which
+    at 64 streams cost about a seventh of each batch step. u = 0 (probability 2**-24
+    per value) gives -inf: that id is not chosen at that step.
+    """
+    g = rng.random((_NOISE_BLOCK, vocab_size), dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        np.log(g, out=g)
+    np.negative(g, out=g)
+    np.log(g, out=g)
+    np.negative(g, out=g)
+    return g
 
 
 @dataclass(frozen=True)
@@ -124,7 +142,7 @@ class Sampler:
         reason = "max_chars"
         for n in range(params.max_chars):
             if n % _NOISE_BLOCK == 0:  # Gumbel noise drawn in blocks: one row per char
-                noise = rng.gumbel(size=(_NOISE_BLOCK, len(chars))).astype(np.float32)
+                noise = gumbel_block(rng, len(chars))
             logits = self.lstm.step_columns(ids, state)[:, 0]
             nxt = choose(logits, params, noise[n % _NOISE_BLOCK])
             ids[0] = nxt

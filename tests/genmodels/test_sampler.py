@@ -5,7 +5,8 @@ import pytest
 from genmodels.artifact import Artifact
 from genmodels.config import ModelConfig
 from genmodels.kernel import NumpyLSTM
-from genmodels.sampler import STOP_RULES, Sampler, SamplingParams, choose
+from genmodels.sampler import (_NOISE_BLOCK, STOP_RULES, Sampler, SamplingParams, choose,
+                               gumbel_block)
 from genmodels.vocab import Vocabulary
 
 TEXT = "abcdefghijklmnopqrstuvwxyz .,\n"
@@ -159,6 +160,25 @@ def _draws(logits, params, n=400, seed=0):
     rng = np.random.default_rng(seed)
     return [choose(logits.copy(), params, rng.gumbel(size=logits.shape).astype(np.float32))
             for _ in range(n)]
+
+
+def test_gumbel_block_is_standard_gumbel_noise_fixed_by_the_seed():
+    block = gumbel_block(np.random.default_rng(3), 400)
+    assert block.dtype == np.float32 and block.shape == (_NOISE_BLOCK, 400)
+    # Gumbel(0, 1): mean is Euler's constant, variance pi^2 / 6, P(g <= 0) = 1/e.
+    assert abs(block.mean() - np.euler_gamma) < 0.01
+    assert abs(block.var() - np.pi ** 2 / 6) < 0.03
+    assert abs((block <= 0).mean() - np.exp(-1)) < 0.005
+    np.testing.assert_array_equal(block, gumbel_block(np.random.default_rng(3), 400))
+    assert not np.array_equal(block, gumbel_block(np.random.default_rng(4), 400))
+
+
+def test_choose_with_gumbel_block_noise_draws_in_proportion():
+    rng = np.random.default_rng(1)
+    draws = [choose(LOGITS.copy(), SamplingParams(temperature=1.0), row)
+             for _ in range(16) for row in gumbel_block(rng, 4)]
+    freq = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(freq, np.exp(LOGITS), atol=0.03)
 
 
 def test_choose_without_limits_draws_every_id_in_proportion():
