@@ -114,6 +114,9 @@ class Batch:
         self._params = RowParams([], [], [])
         self._slots = np.zeros(0, np.intp)
         self.steps = 0
+        # Set by a row's future when it completes (finished, failed or cancelled from
+        # another thread), so ``admit`` scans the rows only when one may have left.
+        self._changed = False
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -123,8 +126,12 @@ class Batch:
 
         Returns the rows that left, so the caller can count them.
         """
-        keep = [i for i, r in enumerate(self.rows) if not r.future.done()]
-        gone = [r for r in self.rows if r.future.done()]
+        if not self._changed and not new:
+            return []
+        self._changed = False  # before the scan: a row completing during it sets it again
+        done = [r.future.done() for r in self.rows]
+        keep = [i for i, d in enumerate(done) if not d]
+        gone = [r for r, d in zip(self.rows, done) if d]
         for r in gone:
             self.noise.close(r.slot)
             self._free.append(r.slot)
@@ -134,6 +141,7 @@ class Batch:
         for r in new:
             r.slot, r.started = self._free.pop(), now
             self.noise.open(r.slot, r.seed)
+            r.future.add_done_callback(self._mark_changed)  # runs at once if already done
         idx = np.asarray(keep, np.intp)
         self.rows = [self.rows[i] for i in keep] + new
         self.state = self.backend.resize(self.state, idx, len(new))
@@ -146,6 +154,9 @@ class Batch:
         self._params = RowParams([p.temperature for p in ps], [p.top_k for p in ps],
                                  [p.top_p for p in ps])
         return gone
+
+    def _mark_changed(self, _future: Future) -> None:
+        self._changed = True
 
     def step(self) -> int:
         """Advance every row one character; returns the characters sampled."""
