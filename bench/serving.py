@@ -14,7 +14,9 @@ Measures, in this order (TensorFlow last, so its thread pools cannot slow the re
    (``bench/seed_recipe.py``).
 
 Aggregate = characters received / wall time of the level; latency = request sent ->
-text received. Prints readable lines, writes ``docs/serving_latency.png`` and prints
+text received. Each sweep starts with a warm-up of a few seconds, so the engine's BLAS
+thread policy (``genmodels/blas_threads.py``) has decided; every level reports the
+thread count the engine used. Prints readable lines, writes ``docs/serving_latency.png`` and prints
 one final JSON line. Timings are measured, never asserted.
 
     python bench/serving.py [--quick] [--model models/austen] [--no-plot]
@@ -36,9 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import genmodels  # noqa: E402,F401  first: the BLAS thread default
+import aiohttp  # noqa: E402
 import numpy as np  # noqa: E402
 from bench.sampling import machine  # noqa: E402
 from genmodels import artifact as artifacts  # noqa: E402
+from genmodels.blas_threads import PERIOD_S  # noqa: E402
 from genmodels.engine import Engine, EngineClient  # noqa: E402
 from genmodels.http_client import HttpClient  # noqa: E402
 from genmodels.sampler import Sampler, SamplingParams  # noqa: E402
@@ -79,17 +83,25 @@ async def run_level(generate, level: int, n: int) -> dict:
             "max_ms": round(float(lat.max()), 1)}
 
 
-async def sweep(client, style: str, prime: str, quick: bool, label: str) -> list[dict]:
+async def sweep(client, style: str, prime: str, quick: bool, label: str,
+                blas_threads) -> list[dict]:
+    """Every level; ``blas_threads()`` says how many BLAS threads the engine used."""
     async def generate(seed):
         return await client.generate(style, prime, SamplingParams(
             seed=seed, max_chars=CHARS, stop="none", temperature=0.8))
 
-    await run_level(generate, 2, 2)  # warm-up: first allocations, connections
+    # Warm-up: first allocations and connections, and long enough for the engine's BLAS
+    # thread policy (genmodels/blas_threads.py, one look a second) to have decided.
+    warm_until = time.perf_counter() + 2.5 * PERIOD_S
+    while time.perf_counter() < warm_until:
+        await run_level(generate, 2, 2)
     out = []
     for level in LEVELS:
         r = await run_level(generate, level, requests_for(level, quick))
+        r["blas_threads"] = await blas_threads()
         print(f"{label} c={level:<3} {r['chars_per_s']:>7,} chars/s  p50 {r['p50_ms']:>8,.1f} ms"
-              f"  p99 {r['p99_ms']:>8,.1f} ms  ({r['requests']} requests)", flush=True)
+              f"  p99 {r['p99_ms']:>8,.1f} ms  ({r['requests']} requests, "
+              f"{r['blas_threads']} BLAS threads)", flush=True)
         out.append(r)
     return out
 
@@ -98,7 +110,9 @@ def bench_in_process(model: Path, style: str, prime: str, quick: bool) -> list[d
     async def go():
         client = EngineClient(Engine(paths={style: model}, backend="numpy"))
         try:
-            return await sweep(client, style, prime, quick, "in-process")
+            async def threads():
+                return client.engine.blas.current
+            return await sweep(client, style, prime, quick, "in-process", threads)
         finally:
             await client.close()
     return asyncio.run(go())
@@ -117,6 +131,15 @@ def _rss_mb(pid: int) -> dict:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = round(int(value.split()[0]) / 1024, 1)
     return {"rss_mb": fields.get("VmRSS"), "peak_rss_mb": fields.get("VmHWM")}
+
+
+async def _metric(url: str, name: str) -> int | None:
+    """One unlabelled value from the service's /metrics."""
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(f"stylebot_inference_{name} "):
+                return int(float(line.split()[1]))
+    return None
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log, timeout: float = 120) -> dict:
@@ -153,7 +176,8 @@ def bench_http(style: str, prime: str, quick: bool) -> tuple[list[dict], dict]:
         async def go():
             client = HttpClient(url, timeout_s=600)
             try:
-                return await sweep(client, style, prime, quick, "http      ")
+                return await sweep(client, style, prime, quick, "http      ",
+                                   lambda: _metric(url, "blas_threads"))
             finally:
                 await client.close()
         levels = asyncio.run(go())

@@ -35,6 +35,7 @@ from pathlib import Path
 from genmodels import artifact
 from genmodels.artifact import ArtifactError
 from genmodels.batch import Batch, NumpyBackend, Row, _resolve
+from genmodels.blas_threads import BlasThreads
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
 from genmodels.registry import active_path
 from genmodels.sampler import STOP_RULES, SamplingParams
@@ -100,9 +101,11 @@ class ModelLoop:
     """One style's model(s), its waiting queue and its stepping thread."""
 
     def __init__(self, style: str, *, max_batch: int = 256, max_queue: int = 256,
-                 poll_s: float = 2.0, backend: str = "auto", path: Path | None = None):
+                 poll_s: float = 2.0, backend: str = "auto", path: Path | None = None,
+                 blas: BlasThreads | None = None):
         self.style, self.max_batch, self.max_queue = style, max_batch, max_queue
         self.poll_s, self.backend_name = poll_s, backend
+        self._blas = blas  # the engine's shared BLAS thread policy (None: leave as is)
         self._pinned = path  # a fixed artifact folder (tests, benches); else the registry
         self._cond = threading.Condition()
         self._queue: deque[Row] = deque()
@@ -228,6 +231,8 @@ class ModelLoop:
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + self.poll_s
                 self.reload()
+            if self._blas is not None and any(self._batches):  # only loops that step
+                self._blas.tick(self.style)
             for batch in self._batches:
                 self._step(batch)
 
@@ -280,9 +285,11 @@ class Engine:
     """Every style's ``ModelLoop``, loaded on first use (or ``preload``)."""
 
     def __init__(self, *, max_batch: int = 256, max_queue: int = 256, poll_s: float = 2.0,
-                 backend: str = "auto", paths: dict[str, Path] | None = None):
+                 backend: str = "auto", paths: dict[str, Path] | None = None,
+                 blas_threads: str | int = "auto"):
+        self.blas = BlasThreads(blas_threads)  # one policy: the BLAS thread count is global
         self.options = dict(max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
-                            backend=backend)
+                            backend=backend, blas=self.blas)
         self._paths = paths or {}  # style -> fixed artifact folder (else the registry)
         self._loops: dict[str, ModelLoop] = {}
         self._lock = threading.Lock()
@@ -293,7 +300,8 @@ class Engine:
         """An engine with config.toml's ``[inference]`` settings
         (``generation.inference_settings``)."""
         return cls(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
-                   poll_s=float(cfg["poll_s"]), backend=cfg["backend"])
+                   poll_s=float(cfg["poll_s"]), backend=cfg["backend"],
+                   blas_threads=cfg["blas_threads"])
 
     def start(self) -> "Engine":
         with self._lock:

@@ -49,7 +49,8 @@ class GenerationClient(Protocol):
 
 
 INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 256,
-                      "max_queue": 256, "poll_s": 2.0, "backend": "auto"}
+                      "max_queue": 256, "poll_s": 2.0, "backend": "auto",
+                      "blas_threads": "auto"}
 
 
 def inference_settings(path: str | Path | None = None) -> dict:
@@ -63,7 +64,13 @@ def inference_settings(path: str | Path | None = None) -> dict:
         raise ValueError(f"inference.{unknown[0]}: unknown key (known: "
                          f"{', '.join(INFERENCE_DEFAULTS)})")
     out = INFERENCE_DEFAULTS | table
+    threads = out["blas_threads"]
+    if threads != "auto" and not (type(threads) is int and threads >= 1):
+        raise ValueError(f"inference.blas_threads: expected \"auto\" or a number >= 1, "
+                         f"got {threads!r}")
     for key, default in INFERENCE_DEFAULTS.items():
+        if key == "blas_threads":
+            continue  # checked above: "auto" or a number
         if not isinstance(out[key], type(default)) and not (
                 isinstance(default, float) and isinstance(out[key], int)):
             raise ValueError(f"inference.{key}: expected {type(default).__name__}, "

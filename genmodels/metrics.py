@@ -2,8 +2,9 @@
 
 Hand-written (the format is a few lines of text) rather than a new dependency:
 requests by outcome, queue depth, rows stepping, mean batch size, characters written
-and their rate since the previous scrape, steps, reloads, the served version, and a
-request latency histogram (milliseconds, submit to last character).
+and their rate since the previous scrape, steps, reloads, the served version, the BLAS
+threads a step uses, and a request latency histogram (milliseconds, submit to last
+character).
 
     curl -s 127.0.0.1:8081/metrics
 """
@@ -59,6 +60,8 @@ def render_metrics(engine: Engine) -> str:
     _help(out, "model_info", "gauge", "The model version each style serves.")
     out += [f'{P}model_info{{style="{_label(s)}",version="{_label(l.version)}"}} 1'
             for s, l in loops.items()]
+    _help(out, "blas_threads", "gauge", "OpenBLAS threads a step uses now (0: not set yet).")
+    out.append(f"{P}blas_threads {engine.blas.current or 0}")
     _latency(out, loops)
     return "\n".join(out) + "\n"
 

@@ -4,6 +4,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -321,3 +322,17 @@ def test_the_chat_side_never_imports_tensorflow(bot, env_for, artifact_factory):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["client"] == "EngineClient" and out["text"]
     assert out["tf"] is False
+
+
+def test_only_loops_that_step_count_for_the_blas_thread_policy(art, tmp_path):
+    art.save(tmp_path / "idle")
+    engine = Engine(paths={"tiny": art.path, "idle": tmp_path / "idle"}, backend="numpy",
+                    poll_s=0.05, blas_threads=1).start()
+    try:
+        engine.preload(["tiny", "idle"])
+        engine.submit("tiny", "the ", SamplingParams(seed=1, max_chars=20)).result(30)
+        assert engine.blas.current == 1  # the stepping loop set the fixed count
+        time.sleep(0.2)  # several idle polls of both loops
+        assert set(engine.blas._seen) == {"tiny"}  # an idle loop is not a busy one
+    finally:
+        engine.stop()

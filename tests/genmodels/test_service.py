@@ -51,7 +51,8 @@ def test_generate_contract_matches_the_sampler(setup):
     assert metrics[0] == 200
     for line in ('stylebot_inference_requests_total{style="tiny",outcome="ok"} 1',
                  "stylebot_inference_queue_depth", "stylebot_inference_latency_ms_bucket",
-                 "stylebot_inference_chars_per_second", "stylebot_inference_mean_batch_size"):
+                 "stylebot_inference_chars_per_second", "stylebot_inference_mean_batch_size",
+                 "stylebot_inference_blas_threads "):
         assert line in metrics[1], line
 
 

@@ -1,0 +1,109 @@
+"""How many OpenBLAS threads the engine's batched steps use: every core the rest of the
+machine leaves idle.
+
+A step for 64 streams of a 2x256 model takes about 0.84 ms on two BLAS threads and
+1.35 ms on one (2-core Xeon, docs/BENCHMARKS.md). But while another process keeps the
+second core busy (a nightly retrain, say), a two-thread step waits for that core and
+takes about 3x *longer* than a one-thread step. So, with ``blas_threads = "auto"``,
+the engine looks at /proc/stat and its own CPU time about once a second: the cores
+other processes used in that second are taken, the rest are shared among this
+process's busy model loops (each loop steps in its own thread), at least one each.
+A number instead of "auto" fixes the count. Where /proc/stat does not exist, "auto"
+keeps the count the process started with (``genmodels/__init__`` makes that one).
+
+    policy = BlasThreads("auto"); policy.tick("austen")   # before each step
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+PERIOD_S = 1.0
+BUSY_CORE = 0.3  # other processes' use of a core above which it counts as taken
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_busy_s() -> float | None:
+    """Seconds of CPU time the whole machine has spent busy since boot (/proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(values) - values[3] - values[4]) / _TICK
+
+
+def _own_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class BlasThreads:
+    """Sets OpenBLAS's (process-wide) thread count for the engine's model loops."""
+
+    def __init__(self, setting: str | int = "auto"):
+        if setting != "auto" and not (isinstance(setting, int) and setting >= 1):
+            raise ValueError(f"blas_threads must be \"auto\" or a number >= 1, got {setting!r}")
+        self.setting = setting
+        self.cores = cores()
+        self._lock = threading.Lock()
+        self._libs = None  # threadpoolctl's BLAS controllers, found on first use
+        self._current = None
+        self._seen: dict[str, float] = {}  # loop name -> last tick
+        self._next = 0.0
+        self.others = 0.0  # cores other processes used in the last look
+        self._last = (time.monotonic(), _cpu_busy_s(), _own_s())
+
+    @property
+    def current(self) -> int | None:
+        """The thread count last set (None before the first tick)."""
+        return self._current
+
+    def tick(self, loop: str) -> None:
+        """Called by a model loop before each step; cheap except about once a second."""
+        now = time.monotonic()
+        self._seen[loop] = now
+        if now < self._next:
+            return
+        with self._lock:
+            if now < self._next:
+                return
+            self._next = now + PERIOD_S
+            self._set(self.setting if self.setting != "auto" else self._auto(now))
+
+    def _auto(self, now: float) -> int | None:
+        then, busy_then, own_then = self._last
+        busy, own = _cpu_busy_s(), _own_s()
+        self._last = (now, busy, own)
+        if busy is None or busy_then is None or now - then < 0.2 * PERIOD_S:
+            return self._current  # no reading yet (or none on this system): keep
+        others = max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)
+        free = self.cores - int(others + (1 - BUSY_CORE))  # a core used > 30% is taken
+        loops = sum(now - t < 2 * PERIOD_S for t in self._seen.values()) or 1
+        self.others = others
+        log.debug("other processes used %.2f cores; %d loops busy", others, loops)
+        return max(1, free // loops)
+
+    def _set(self, n: int | None) -> None:
+        if n is None or n == self._current:
+            return
+        if self._libs is None:
+            from threadpoolctl import ThreadpoolController  # only engines need it
+            self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        for lib in self._libs:
+            lib.set_num_threads(n)
+        log.info("BLAS threads: %s -> %d (other processes used %.2f cores)",
+                 self._current, n, self.others)
+        self._current = n

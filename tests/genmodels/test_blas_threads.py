@@ -1,0 +1,89 @@
+"""The engine's BLAS thread policy: every idle core, one when others keep a core busy."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from genmodels import blas_threads
+from genmodels.blas_threads import PERIOD_S, BlasThreads
+from genmodels.generation import inference_settings
+
+
+def openblas_threads() -> int:
+    return next(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A fake clock, /proc/stat and process CPU time the test advances by hand."""
+    class Machine:
+        now, busy, own = 1000.0, 500.0, 10.0
+
+        def advance(self, seconds, others, own=0.0):
+            """``seconds`` pass; other processes use ``others`` cores, we use ``own``."""
+            self.now += seconds
+            self.busy += (others + own) * seconds
+            self.own += own * seconds
+
+    m = Machine()
+    monkeypatch.setattr(blas_threads.time, "monotonic", lambda: m.now)
+    monkeypatch.setattr(blas_threads, "_cpu_busy_s", lambda: m.busy)
+    monkeypatch.setattr(blas_threads, "_own_s", lambda: m.own)
+    before = openblas_threads()
+    yield m
+    BlasThreads(before)._set(before)  # leave the process as the suite found it
+
+
+def test_auto_uses_every_core_only_while_other_processes_leave_them_idle(machine):
+    policy = BlasThreads("auto")
+    policy.cores = 2
+    machine.advance(1.1, others=0.05, own=1.9)  # our own busy loop is not "others"
+    policy.tick("austen")
+    assert policy.current == 2 and openblas_threads() == 2
+    machine.advance(1.1, others=0.9)  # a retrain keeps a core busy: a 2-thread step waits
+    policy.tick("austen")
+    assert policy.current == 1 and openblas_threads() == 1
+    machine.advance(1.1, others=0.1)
+    policy.tick("austen")
+    assert policy.current == 2
+
+
+def test_auto_shares_the_cores_among_busy_loops_and_looks_once_a_period(machine):
+    policy = BlasThreads("auto")
+    policy.cores = 4
+    machine.advance(1.1, others=0.0)
+    policy.tick("austen")
+    assert policy.current == 4
+    policy.tick("sotu")  # within the period: no new decision yet
+    assert policy.current == 4
+    machine.advance(PERIOD_S, others=0.0)
+    policy.tick("austen")
+    assert policy.current == 2  # two loops step at once, each in its own thread
+    machine.advance(2.5 * PERIOD_S, others=3.5)  # sotu went idle; others take 4 cores
+    policy.tick("austen")
+    assert policy.current == 1  # never fewer than one
+
+
+def test_a_fixed_count_is_set_at_the_first_step(machine):
+    policy = BlasThreads(2)
+    assert policy.current is None
+    policy.tick("austen")
+    assert policy.current == 2 and openblas_threads() == 2
+    assert np.allclose(np.ones((300, 300)) @ np.ones(300), 300.0)  # BLAS still works
+
+
+@pytest.mark.parametrize("bad", [0, -1, "many", 1.5])
+def test_bad_settings_name_the_key(tmp_path, bad):
+    with pytest.raises(ValueError, match="blas_threads"):
+        BlasThreads(bad)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"[inference]\nblas_threads = {bad!r}\n".replace("'", '"'))
+    with pytest.raises(ValueError, match="inference.blas_threads"):
+        inference_settings(cfg)
+
+
+def test_config_accepts_auto_and_numbers(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[inference]\nblas_threads = 2\n")
+    assert inference_settings(cfg)["blas_threads"] == 2
+    cfg.write_text("[inference]\n")
+    assert inference_settings(cfg)["blas_threads"] == "auto"
