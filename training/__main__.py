@@ -20,6 +20,25 @@ from genmodels.cli import OneLineParser, fail
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with stderr (fd 2) pointed at /dev/null.
+
+    On CPUs where TensorFlow turns its oneDNN operations on (Intel Xeons with AVX-512),
+    importing it prints notices through absl before its logging is set up, which
+    TF_CPP_MIN_LOG_LEVEL does not filter; they would come before a one-line error.
+    Python errors are exceptions, so nothing the caller needs is lost.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="python -m training", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
@@ -59,20 +78,23 @@ def _evaluate(book, args) -> None:
 
 
 def _train(book, args) -> None:
-    from training.train import Run
-
     if args.minutes is not None and args.minutes <= 0:
         raise ValueError("--minutes must be positive")
     if args.learning_rate is not None and not args.learning_rate > 0:
         raise ValueError("--learning-rate must be positive")
     if args.init is not None and args.scratch:
         raise ValueError("--init and --scratch exclude each other")
+    book.get(args.style)  # an unknown style is reported before TensorFlow loads
+    import_tensorflow_quietly()
+    from training.train import Run
+
     Run(book.get(args.style), book, minutes=args.minutes, resume=args.resume,
         out_dir=args.out, scratch=args.scratch, init=args.init,
         learning_rate=args.learning_rate).train()
 
 
 def _train_all(book, args) -> None:
+    import_tensorflow_quietly()
     from training.train import Run
 
     # Styles that fine-tune from a parent come after the parent is published.
