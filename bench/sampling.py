@@ -6,8 +6,9 @@ idle thread pools cannot slow the NumPy measurements down):
 1. ours: ``genmodels.sampler.Sampler`` on a 2x256 model (``models/shakespeare`` if it
    is one, else random weights of that shape: speed does not depend on the values),
    characters per second at temperature 0.8, and again with top-k 40 / top-p 0.95;
-   then the same in a child process limited to one BLAS thread (OpenBLAS threads even
-   a matrix-vector product, which hurts when the other core is busy);
+   first as shipped (BLAS threads "auto": every core the rest of the machine leaves
+   idle, ``genmodels/blas_threads.py``), then fixed at one BLAS thread and at one per
+   core;
 2. a plain NumPy step: the textbook per-character LSTM (embedding row, ``x@W + h@U + b``,
    sigmoid/tanh per gate, two layers, dense, softmax, ``rng.choice``) on the same
    weights, to show what the optimised kernel in ``genmodels/kernel.py`` buys;
@@ -198,15 +199,26 @@ def time_seed(vocab: Vocabulary, prime_ids: list[int], n_chars: int) -> dict:
             "chars_per_s": round(len(text) / secs, 2), "model": "untrained LSTM(128)"}
 
 
-def bench_ours(art: artifacts.Artifact, prime: str, n_chars: int, repeats: int) -> dict:
-    """Our sampler at temperature 0.8, then with top-k 40 and top-p 0.95 as well."""
-    sampler, out = Sampler(art), {}
+def bench_ours(art: artifacts.Artifact, prime: str, n_chars: int, repeats: int,
+               blas: str | int = "auto") -> dict:
+    """Our sampler at temperature 0.8, then with top-k 40 and top-p 0.95 as well.
+
+    ``blas``: the sampler's BLAS thread setting (genmodels/blas_threads.py); "auto" is
+    the default, decided by looking at the machine once a second, so a warm-up of
+    2.5 s comes first."""
+    sampler, out = Sampler(art, blas=blas), {}
+    warm, until = SamplingParams(stop="none", max_chars=500, seed=0), time.perf_counter() + 2.5
+    while time.perf_counter() < until:
+        sampler.generate(prime, warm)
+    label = "default, BLAS threads auto" if blas == "auto" else f"{blas} BLAS thread(s)"
     for name, extra in (("t0.8", {}), ("t0.8_top_k40_top_p0.95", {"top_k": 40, "top_p": 0.95})):
         params = SamplingParams(stop="none", max_chars=n_chars, seed=1, temperature=0.8,
                                 **extra)
         r = out[name] = time_ours(sampler, prime, params, repeats)
-        print(f"ours ({name}): {r['chars_per_s']:,} chars/s median, "
-              f"{r['chars_per_s_best']:,} best ({r['chars']:,} chars x {r['repeats']})")
+        r["blas_threads"] = sampler.blas.current
+        print(f"ours ({name}, {label}): {r['chars_per_s']:,} chars/s median, "
+              f"{r['chars_per_s_best']:,} best ({r['chars']:,} chars x {r['repeats']}, "
+              f"{r['blas_threads']} BLAS threads)")
     return out
 
 
@@ -215,35 +227,6 @@ def setup(model: Path) -> tuple[str, artifacts.Artifact, str]:
     vocab = Vocabulary(scan(CORPUS)[2])
     prime = CORPUS.read_text(encoding="utf-8")[:60]
     return (prime, *load_model(model, vocab))
-
-
-def child_ours(model: str, n_chars: int, repeats: int) -> dict:
-    """Entry point of the all-BLAS-threads child process (see ``bench_ours_all_threads``)."""
-    prime, art, _ = setup(Path(model))
-    return bench_ours(art, prime, n_chars, repeats)
-
-
-def bench_ours_all_threads(model: Path, n_chars: int, repeats: int) -> dict:
-    """The same measurement in a child process whose BLAS may use every core.
-
-    genmodels caps OpenBLAS at one thread (see genmodels/__init__.py): OpenBLAS splits
-    even a single matrix-vector product over threads, and when the other core is busy
-    (training beside the bot) they wait on each other. This shows what the cap buys.
-    The thread count is fixed at start-up, hence a child.
-    """
-    env = _child_env() | dict.fromkeys(BLAS_THREAD_VARS, str(os.cpu_count()))
-    code = ("import json\nfrom bench.sampling import child_ours\n"
-            f"print(json.dumps(child_ours({str(model)!r}, {n_chars}, {repeats})))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    try:
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": proc.stderr.strip()[-500:]}
-    for name, r in out.items():
-        print(f"ours, {os.cpu_count()} BLAS threads ({name}): {r['chars_per_s']:,} chars/s median, "
-              f"{r['chars_per_s_best']:,} best")
-    return out
 
 
 def summary(args, art, source: str, timings: dict, mach: dict) -> dict:
@@ -273,7 +256,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model: {source} {art.version} ({cfg.n_layers}x{cfg.hidden}, "
           f"vocab {len(art.vocab)}, {cfg.n_params():,} params)")
     t = {"ours": bench_ours(art, prime, n_ours, repeats),
-         "ours_all_blas_threads": bench_ours_all_threads(args.model, n_ours, repeats),
+         "ours_one_blas_thread": bench_ours(art, prime, n_ours, repeats, blas=1),
+         "ours_all_blas_threads": bench_ours(art, prime, n_ours, repeats,
+                                             blas=os.cpu_count() or 1),
          "plain_numpy_step": time_plain(art, prime_ids, n_plain)}
     print(f"plain NumPy step: {t['plain_numpy_step']['chars_per_s']:,} chars/s; logits match "
           f"the kernel to {t['plain_numpy_step']['max_abs_logit_diff_vs_kernel']:.1e}")

@@ -1,9 +1,9 @@
 """Style models: vocabulary, artifacts, the NumPy step kernel and the sampler.
 
-Importing this package caps OpenBLAS at one thread unless the environment already says
-otherwise: a single stream's step is a handful of small matrix-vector products, which
-run faster on one core, and 5-10x slower when a second BLAS thread has to wait for a
-core that is busy with other work (measured in bench/sampling.py).
+Importing this package starts OpenBLAS at one thread unless the environment already
+says otherwise: a second BLAS thread that has to wait for a core busy with other work
+makes a step slower, not faster. The engine and the sampler raise the count while the
+rest of the machine leaves the cores idle (``genmodels/blas_threads.py``).
 """
 import os
 

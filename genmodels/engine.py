@@ -9,7 +9,8 @@ A seeded request writes the same text alone or among 64 others (and the same tex
 * Bounds: at most ``max_batch`` rows step together and ``max_queue`` wait per style;
   past that ``submit`` raises ``Busy`` at once. Each style has its own bounds and its
   own thread, so one style's flood makes only that style busy (fairness across styles;
-  BLAS releases the GIL, so loops share the cores).
+  BLAS releases the GIL, so loops share the cores; how many BLAS threads a step uses
+  is ``genmodels/blas_threads.py``'s call).
 * Cancellation: a cancelled future frees its row before the next step.
 * Failure: if a step raises, every caller in that batch gets ``GenerationError`` and the
   loop goes on with the next requests.
@@ -35,6 +36,7 @@ from pathlib import Path
 from genmodels import artifact
 from genmodels.artifact import ArtifactError
 from genmodels.batch import Batch, NumpyBackend, Row, _resolve
+from genmodels import blas_threads as blas_policy
 from genmodels.blas_threads import BlasThreads
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
 from genmodels.registry import active_path
@@ -287,7 +289,7 @@ class Engine:
     def __init__(self, *, max_batch: int = 256, max_queue: int = 256, poll_s: float = 2.0,
                  backend: str = "auto", paths: dict[str, Path] | None = None,
                  blas_threads: str | int = "auto"):
-        self.blas = BlasThreads(blas_threads)  # one policy: the BLAS thread count is global
+        self.blas = blas_policy.policy(blas_threads)  # the BLAS thread count is global
         self.options = dict(max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
                             backend=backend, blas=self.blas)
         self._paths = paths or {}  # style -> fixed artifact folder (else the registry)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from genmodels.blas_threads import check_setting
 from genmodels.sampler import Generation, SamplingParams
 from genmodels.styles import ConfigError, read_config
 
@@ -64,10 +65,10 @@ def inference_settings(path: str | Path | None = None) -> dict:
         raise ValueError(f"inference.{unknown[0]}: unknown key (known: "
                          f"{', '.join(INFERENCE_DEFAULTS)})")
     out = INFERENCE_DEFAULTS | table
-    threads = out["blas_threads"]
-    if threads != "auto" and not (type(threads) is int and threads >= 1):
-        raise ValueError(f"inference.blas_threads: expected \"auto\" or a number >= 1, "
-                         f"got {threads!r}")
+    try:
+        check_setting(out["blas_threads"])
+    except ValueError as exc:
+        raise ValueError(f"inference.{exc}") from None
     for key, default in INFERENCE_DEFAULTS.items():
         if key == "blas_threads":
             continue  # checked above: "auto" or a number

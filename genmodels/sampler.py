@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genmodels import blas_threads
 from genmodels.artifact import Artifact
 from genmodels.kernel import NumpyLSTM
 
@@ -119,10 +120,12 @@ def choose(logits: np.ndarray, params: SamplingParams, gumbel: np.ndarray) -> in
 class Sampler:
     """Generates text from one artifact with the NumPy kernel (no TensorFlow)."""
 
-    def __init__(self, artifact: Artifact):
+    def __init__(self, artifact: Artifact, blas: str | int = "auto"):
         self.artifact = artifact
         self.vocab = artifact.vocab
         self.lstm = NumpyLSTM(artifact.weights, artifact.model_config)
+        # "auto": both cores while the machine is idle (genmodels/blas_threads.py).
+        self.blas = blas_threads.policy(blas)
 
     def generate(self, prime: str = "", params: SamplingParams = SamplingParams()) -> Generation:
         params.validate()
@@ -140,7 +143,9 @@ class Sampler:
         chars = self.vocab.chars
         out: list[str] = []
         reason = "max_chars"
+        tick = self.blas.tick
         for n in range(params.max_chars):
+            tick("sampler")
             if n % _NOISE_BLOCK == 0:  # Gumbel noise drawn in blocks: one row per char
                 noise = gumbel_block(rng, len(chars))
             logits = self.lstm.step_columns(ids, state)[:, 0]

@@ -1,11 +1,14 @@
-"""The engine's BLAS thread policy: every idle core, one when others keep a core busy."""
+"""The BLAS thread policy of the engine and the sampler: every idle core, one when other
+processes keep a core busy."""
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
 from genmodels import blas_threads
 from genmodels.blas_threads import PERIOD_S, BlasThreads
+from genmodels.engine import Engine
 from genmodels.generation import inference_settings
+from genmodels.sampler import Sampler, SamplingParams
 
 
 def openblas_threads() -> int:
@@ -87,3 +90,20 @@ def test_config_accepts_auto_and_numbers(tmp_path):
     assert inference_settings(cfg)["blas_threads"] == 2
     cfg.write_text("[inference]\n")
     assert inference_settings(cfg)["blas_threads"] == "auto"
+
+
+def test_one_auto_policy_per_process_shared_by_engines_and_samplers(tiny_artifact, machine):
+    shared = blas_threads.policy("auto")
+    assert blas_threads.policy("auto") is shared
+    assert Sampler(tiny_artifact).blas is shared
+    assert Engine(backend="numpy").blas is shared
+    assert blas_threads.policy(1) is not shared  # a fixed count is its own
+
+
+def test_the_sampler_sets_a_fixed_count_and_writes_the_same_text(tiny_artifact, machine):
+    params = SamplingParams(seed=5, max_chars=60, stop="none")
+    one = Sampler(tiny_artifact, blas=1).generate("the ", params)
+    assert openblas_threads() == 1
+    two = Sampler(tiny_artifact, blas=2).generate("the ", params)
+    assert openblas_threads() == 2
+    assert one.text == two.text  # BLAS threads split the work, not the arithmetic
