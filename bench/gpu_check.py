@@ -1,5 +1,6 @@
 """GPU check for the engine's TensorFlow step: is a GPU visible, how fast is the batched
-step there against NumPy at batch 1/64/256, and are the logits the same (1e-4)?
+step there against NumPy at batch 1/64/256 (one BLAS thread, and one per core), and are
+the logits the same (1e-4)?
 
 Meant for a borrowed GPU machine with only ``pip install -e .[train]`` (tensorflow-cpu
 on PyPI cannot use a GPU): it says in its JSON whether TensorFlow saw a GPU, and if not,
@@ -29,6 +30,7 @@ try:  # a bare machine may lack even NumPy: say so in the JSON line, not a trace
     import genmodels  # noqa: E402,F401  the BLAS thread default, before NumPy
     import numpy as np  # noqa: E402
     from genmodels import artifact as artifacts  # noqa: E402
+    from genmodels import blas_threads  # noqa: E402
     from genmodels.batch import NumpyBackend  # noqa: E402
     from genmodels.tf_backend import _nvidia_device_present  # noqa: E402
 except ImportError as _exc:  # pragma: no cover - depends on the machine
@@ -115,15 +117,23 @@ def main(argv: list[str] | None = None) -> dict:
     out["equivalent_1e-4"] = diff < TOLERANCE
     print(f"logits: max |TF - NumPy| = {diff:.2e} on {tf_b.device}", flush=True)
     out["steps"] = {}
+    cores = blas_threads.cores()
     for batch in BATCHES:
+        blas_threads.policy(1).tick("bench")
         t_np = time_steps(np_b, batch, args.steps, vocab)
+        # What the engine's "auto" BLAS threads use on an idle machine: every core.
+        blas_threads.policy(cores).tick("bench")
+        t_all = time_steps(np_b, batch, args.steps, vocab)
+        blas_threads.policy(1).tick("bench")
         t_tf = time_steps(tf_b, batch, args.steps, vocab)
         out["steps"][str(batch)] = {
             "numpy_ms": round(t_np * 1e3, 4), "tensorflow_ms": round(t_tf * 1e3, 4),
+            "numpy_all_cores_ms": round(t_all * 1e3, 4), "blas_threads_all_cores": cores,
             "numpy_chars_per_s": round(batch / t_np), "tensorflow_chars_per_s": round(batch / t_tf),
             "tf_speedup": round(t_np / t_tf, 2)}
-        print(f"batch {batch:>3}: NumPy {t_np * 1e3:8.3f} ms/step, TF {t_tf * 1e3:8.3f} ms/step "
-              f"({batch / t_tf:,.0f} chars/s)", flush=True)
+        print(f"batch {batch:>3}: NumPy {t_np * 1e3:8.3f} ms/step ({t_all * 1e3:.3f} on {cores} "
+              f"BLAS threads), TF {t_tf * 1e3:8.3f} ms/step ({batch / t_tf:,.0f} chars/s)",
+              flush=True)
     print(json.dumps(out))
     return out
 

@@ -6,7 +6,8 @@ A step for 64 streams of a 2x256 model takes about 0.84 ms on two BLAS threads a
 second core busy (a nightly retrain, say), a two-thread step waits for that core and
 takes about 3x *longer* than a one-thread step. So, with ``blas_threads = "auto"``,
 the engine looks at /proc/stat and its own CPU time about once a second: the cores
-other processes used in that second are taken, the rest are shared among this
+other processes used in that second are taken (time the hypervisor gave to other guests
+counts too), the rest are shared among this
 process's busy model loops (each loop steps in its own thread), at least one each.
 A number instead of "auto" fixes the count. Where /proc/stat does not exist, "auto"
 keeps the count the process started with (``genmodels/__init__`` makes that one).
@@ -78,7 +79,8 @@ def policy(setting: str | int = "auto") -> "BlasThreads":
 
 
 class BlasThreads:
-    """Sets OpenBLAS's (process-wide) thread count for the engine's model loops."""
+    """Sets OpenBLAS's (process-wide) thread count for the engine's model loops and the
+    sampler; ``tick`` never raises."""
 
     def __init__(self, setting: str | int = "auto"):
         check_setting(setting)
@@ -107,7 +109,12 @@ class BlasThreads:
             if now < self._next:
                 return
             self._next = now + PERIOD_S
-            self._set(self.setting if self.setting != "auto" else self._auto(now))
+            try:
+                self._set(self.setting if self.setting != "auto" else self._auto(now))
+            except Exception as exc:  # tuning must never stop a model loop: give up on it
+                log.warning("BLAS thread policy off, keeping %s threads: %s",
+                            self._current, exc)
+                self._next = float("inf")
 
     def _auto(self, now: float) -> int | None:
         then, busy_then, own_then = self._last
@@ -117,7 +124,8 @@ class BlasThreads:
             return self._current  # no reading yet (or none on this system): keep
         others = max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)
         free = self.cores - int(others + (1 - BUSY_CORE))  # a core used > 30% is taken
-        loops = sum(now - t < 2 * PERIOD_S for t in self._seen.values()) or 1
+        # A copy (atomic under the GIL): another loop may add its name meanwhile.
+        loops = sum(now - t < 2 * PERIOD_S for t in tuple(self._seen.values())) or 1
         self.others = others
         log.debug("other processes used %.2f cores; %d loops busy", others, loops)
         return max(1, free // loops)

@@ -2,7 +2,7 @@
 processes keep a core busy."""
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import ThreadpoolController, threadpool_info
 
 from genmodels import blas_threads
 from genmodels.blas_threads import PERIOD_S, BlasThreads
@@ -33,7 +33,8 @@ def machine(monkeypatch):
     monkeypatch.setattr(blas_threads, "_own_s", lambda: m.own)
     before = openblas_threads()
     yield m
-    BlasThreads(before)._set(before)  # leave the process as the suite found it
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        lib.set_num_threads(before)  # leave the process as the suite found it
 
 
 def test_auto_uses_every_core_only_while_other_processes_leave_them_idle(machine):
@@ -107,3 +108,15 @@ def test_the_sampler_sets_a_fixed_count_and_writes_the_same_text(tiny_artifact, 
     two = Sampler(tiny_artifact, blas=2).generate("the ", params)
     assert openblas_threads() == 2
     assert one.text == two.text  # BLAS threads split the work, not the arithmetic
+
+
+def test_a_failing_blas_library_turns_the_policy_off_instead_of_raising(machine, monkeypatch):
+    policy = BlasThreads(2)
+
+    def broken(self, n):
+        raise OSError("no such symbol")
+    monkeypatch.setattr(BlasThreads, "_set", broken)
+    policy.tick("austen")  # a model loop calls this before every step: it must not raise
+    machine.advance(5.0, others=0.0)
+    policy.tick("austen")
+    assert policy.current is None
