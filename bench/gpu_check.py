@@ -1,6 +1,7 @@
 """GPU check for the engine's TensorFlow step: is a GPU visible, how fast is the batched
 step there against NumPy at batch 1/64/256 (one BLAS thread, and one per core), and are
-the logits the same (1e-4)?
+the logits the same (1e-4)? Last, the NumPy step at batch 64 while another process keeps
+a core busy.
 
 Meant for a borrowed GPU machine with only ``pip install -e .[train]`` (tensorflow-cpu
 on PyPI cannot use a GPU): it says in its JSON whether TensorFlow saw a GPU, and if not,
@@ -134,8 +135,29 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"batch {batch:>3}: NumPy {t_np * 1e3:8.3f} ms/step ({t_all * 1e3:.3f} on {cores} "
               f"BLAS threads), TF {t_tf * 1e3:8.3f} ms/step ({batch / t_tf:,.0f} chars/s)",
               flush=True)
+    out["busy_core"] = busy_core(np_b, args.steps, vocab, cores)
     print(json.dumps(out))
     return out
+
+
+def busy_core(np_b, steps: int, vocab: int, cores: int, batch: int = 64) -> dict:
+    """The NumPy step at ``batch`` while another process keeps one core busy, on one BLAS
+    thread and on one per core: why the engine's "auto" policy drops to one thread then."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        blas_threads.policy(1).tick("bench")
+        one = time_steps(np_b, batch, steps, vocab)
+        blas_threads.policy(cores).tick("bench")
+        every = time_steps(np_b, batch, steps, vocab)
+    finally:
+        hog.kill()
+        hog.wait()
+        blas_threads.policy(1).tick("bench")
+    print(f"batch {batch:>3}, one core busy elsewhere: NumPy {one * 1e3:.3f} ms/step on 1 BLAS "
+          f"thread, {every * 1e3:.3f} on {cores}", flush=True)
+    return {"batch": batch, "numpy_ms_1_thread": round(one * 1e3, 4),
+            f"numpy_ms_{cores}_threads": round(every * 1e3, 4)}
 
 
 if __name__ == "__main__":

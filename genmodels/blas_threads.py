@@ -1,20 +1,20 @@
 """How many OpenBLAS threads the engine's batched steps use: every core the rest of the
 machine leaves idle.
 
-A step for 64 streams of a 2x256 model takes about 0.84 ms on two BLAS threads and
-1.35 ms on one (2-core Xeon, docs/BENCHMARKS.md). But while another process keeps the
-second core busy (a nightly retrain, say), a two-thread step waits for that core and
-takes about 3x *longer* than a one-thread step. So, with ``blas_threads = "auto"``,
-the engine looks at /proc/stat and its own CPU time about once a second: the cores
-other processes used in that second are taken (time the hypervisor gave to other guests
-counts too), the rest are shared among this
-process's busy model loops (each loop steps in its own thread), at least one each.
-A number instead of "auto" fixes the count. Where /proc/stat does not exist, "auto"
+A step for 64 streams of a 2x256 model took 1.15 ms on two BLAS threads and 1.52 ms on
+one (2-core Xeon, ``bench/gpu_check.py``, docs/BENCHMARKS.md). But while another process
+keeps the second core busy (a nightly retrain, say), a two-thread step waits for that
+core and is slower than a one-thread step (2.20 ms against 1.75 ms in the same run).
+So, with ``blas_threads = "auto"``, the engine looks at /proc/stat and its own CPU time
+about once a second: the cores other processes used in that second are taken (time the
+hypervisor gave to other guests counts too), the rest are shared among this process's
+busy model loops (each loop steps in its own thread), at least one each. A number
+instead of "auto" fixes the count. Where /proc/stat does not exist, "auto"
 keeps the count the process started with (``genmodels/__init__`` makes that one).
 
 The single-stream ``Sampler`` ticks the same process-wide policy for each character: on
-an idle machine a stream gets both cores after its first second (a step at batch 1 then
-takes about 0.09 ms instead of 0.16; a short CLI run stays on one thread).
+an idle machine a stream gets both cores after its first second (a step at batch 1 took
+0.12 ms instead of 0.18 in that run); a short CLI run stays on one thread.
 
     p = policy("auto"); p.tick("austen")   # before each step
 """
@@ -120,8 +120,10 @@ class BlasThreads:
         then, busy_then, own_then = self._last
         busy, own = _cpu_busy_s(), _own_s()
         self._last = (now, busy, own)
-        if busy is None or busy_then is None or now - then < 0.2 * PERIOD_S:
-            return self._current  # no reading yet (or none on this system): keep
+        if busy is None or busy_then is None or not 0.2 * PERIOD_S <= now - then <= 3 * PERIOD_S:
+            # No reading yet (or none on this system), or the last one is from before an
+            # idle spell, which says nothing about now: keep, and look again in a period.
+            return self._current
         others = max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)
         free = self.cores - int(others + (1 - BUSY_CORE))  # a core used > 30% is taken
         # A copy (atomic under the GIL): another loop may add its name meanwhile.

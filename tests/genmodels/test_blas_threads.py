@@ -120,3 +120,20 @@ def test_a_failing_blas_library_turns_the_policy_off_instead_of_raising(machine,
     machine.advance(5.0, others=0.0)
     policy.tick("austen")
     assert policy.current is None
+
+
+def test_a_look_from_before_an_idle_spell_is_not_used(machine):
+    policy = BlasThreads("auto")
+    policy.cores = 2
+    machine.advance(1.1, others=0.0)
+    policy.tick("austen")
+    assert policy.current == 2
+    machine.advance(60.0, others=1.0)  # another process ran while no loop was stepping
+    policy.tick("austen")
+    assert policy.current == 2  # a 60-second average says nothing about now
+    machine.advance(1.1, others=0.0)  # it has finished
+    policy.tick("austen")
+    assert policy.current == 2
+    machine.advance(1.1, others=1.0)  # it is running now
+    policy.tick("austen")
+    assert policy.current == 1
