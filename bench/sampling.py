@@ -11,7 +11,8 @@ idle thread pools cannot slow the NumPy measurements down):
    core;
 2. a plain NumPy step: the textbook per-character LSTM (embedding row, ``x@W + h@U + b``,
    sigmoid/tanh per gate, two layers, dense, softmax, ``rng.choice``) on the same
-   weights, to show what the optimised kernel in ``genmodels/kernel.py`` buys;
+   weights, to show what the optimised kernel in ``genmodels/kernel.py`` buys; and one
+   block of Gumbel noise drawn by ``rng.gumbel`` against ``sampler.gumbel_block``;
 3. cold start: wall time of ``python -m genmodels sample shakespeare --max-chars 300``
    (best and median of 5, interpreter start included), and whether that process
    imported TensorFlow (it must not);
@@ -148,6 +149,22 @@ def time_plain(art: artifacts.Artifact, prime_ids: list[int], n_chars: int,
             "max_abs_logit_diff_vs_kernel": diff}
 
 
+def time_noise(vocab_size: int, repeats: int = 50) -> dict:
+    """One block of Gumbel noise (256 characters): ``rng.gumbel`` against ours."""
+    from genmodels.sampler import _NOISE_BLOCK, gumbel_block
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, draw in (("rng_gumbel_ms", lambda: rng.gumbel(size=(_NOISE_BLOCK, vocab_size))
+                        .astype(np.float32)),
+                       ("gumbel_block_ms", lambda: gumbel_block(rng, vocab_size))):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            draw()
+        out[name] = round((time.perf_counter() - start) / repeats * 1e3, 3)
+    return out
+
+
 def _child_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -262,6 +279,9 @@ def main(argv: list[str] | None = None) -> dict:
          "plain_numpy_step": time_plain(art, prime_ids, n_plain)}
     print(f"plain NumPy step: {t['plain_numpy_step']['chars_per_s']:,} chars/s; logits match "
           f"the kernel to {t['plain_numpy_step']['max_abs_logit_diff_vs_kernel']:.1e}")
+    t["noise_block"] = time_noise(len(art.vocab))
+    print(f"Gumbel noise for 256 characters: rng.gumbel {t['noise_block']['rng_gumbel_ms']} ms,"
+          f" sampler.gumbel_block {t['noise_block']['gumbel_block_ms']} ms")
     t["cold_start"] = time_cold_start(2 if args.quick else 5)
     print("cold start: no models/shakespeare, skipped" if t["cold_start"] is None else
           f"cold start: {json.dumps(t['cold_start'])}")

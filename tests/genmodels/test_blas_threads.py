@@ -27,6 +27,12 @@ def machine(monkeypatch):
             self.busy += (others + own) * seconds
             self.own += own * seconds
 
+        def look(self, policy, seconds, others, own=0.0, loop="austen"):
+            """Advance, let ``loop`` tick the policy, return the thread count it set."""
+            self.advance(seconds, others, own)
+            policy.tick(loop)
+            return policy.current
+
     m = Machine()
     monkeypatch.setattr(blas_threads.time, "monotonic", lambda: m.now)
     monkeypatch.setattr(blas_threads, "_cpu_busy_s", lambda: m.busy)
@@ -40,31 +46,21 @@ def machine(monkeypatch):
 def test_auto_uses_every_core_only_while_other_processes_leave_them_idle(machine):
     policy = BlasThreads("auto")
     policy.cores = 2
-    machine.advance(1.1, others=0.05, own=1.9)  # our own busy loop is not "others"
-    policy.tick("austen")
-    assert policy.current == 2 and openblas_threads() == 2
-    machine.advance(1.1, others=0.9)  # a retrain keeps a core busy: a 2-thread step waits
-    policy.tick("austen")
-    assert policy.current == 1 and openblas_threads() == 1
-    machine.advance(1.1, others=0.1)
-    policy.tick("austen")
-    assert policy.current == 2
+    assert machine.look(policy, 1.1, others=0.05, own=1.9) == 2  # our own work is not "others"
+    assert openblas_threads() == 2
+    assert machine.look(policy, 1.1, others=0.9) == 1  # a retrain keeps a core busy
+    assert openblas_threads() == 1
+    assert machine.look(policy, 1.1, others=0.1) == 2
 
 
 def test_auto_shares_the_cores_among_busy_loops_and_looks_once_a_period(machine):
     policy = BlasThreads("auto")
     policy.cores = 4
-    machine.advance(1.1, others=0.0)
-    policy.tick("austen")
-    assert policy.current == 4
-    policy.tick("sotu")  # within the period: no new decision yet
-    assert policy.current == 4
-    machine.advance(PERIOD_S, others=0.0)
-    policy.tick("austen")
-    assert policy.current == 2  # two loops step at once, each in its own thread
-    machine.advance(2.5 * PERIOD_S, others=3.5)  # sotu went idle; others take 4 cores
-    policy.tick("austen")
-    assert policy.current == 1  # never fewer than one
+    assert machine.look(policy, 1.1, others=0.0) == 4
+    assert machine.look(policy, 0.0, others=0.0, loop="sotu") == 4  # no new look yet
+    assert machine.look(policy, PERIOD_S, others=0.0) == 2  # two loops, a thread each
+    # sotu went idle; other processes take all 4 cores: never fewer than one
+    assert machine.look(policy, 2.5 * PERIOD_S, others=3.5) == 1
 
 
 def test_a_fixed_count_is_set_at_the_first_step(machine):
@@ -125,15 +121,9 @@ def test_a_failing_blas_library_turns_the_policy_off_instead_of_raising(machine,
 def test_a_look_from_before_an_idle_spell_is_not_used(machine):
     policy = BlasThreads("auto")
     policy.cores = 2
-    machine.advance(1.1, others=0.0)
-    policy.tick("austen")
-    assert policy.current == 2
-    machine.advance(60.0, others=1.0)  # another process ran while no loop was stepping
-    policy.tick("austen")
-    assert policy.current == 2  # a 60-second average says nothing about now
-    machine.advance(1.1, others=0.0)  # it has finished
-    policy.tick("austen")
-    assert policy.current == 2
-    machine.advance(1.1, others=1.0)  # it is running now
-    policy.tick("austen")
-    assert policy.current == 1
+    assert machine.look(policy, 1.1, others=0.0) == 2
+    # Another process ran while no loop was stepping: a 60-second average says nothing
+    # about now, so the policy keeps its count and looks again a period later.
+    assert machine.look(policy, 60.0, others=1.0) == 2
+    assert machine.look(policy, 1.1, others=0.0) == 2  # it has finished
+    assert machine.look(policy, 1.1, others=1.0) == 1  # it is running now
