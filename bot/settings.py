@@ -1,7 +1,8 @@
 """The bot's own settings from config.toml: admins, rate limits, bounds, adapter options.
 
 Tables read (all optional; defaults below): ``[bot]``, ``[rate_limit]``, ``[admins]``,
-``[telegram]``, and ``enabled`` of ``[bandit]`` (the rest of it is storage/bandit.py's). Secrets (tokens) never live here: they come from the environment.
+``[telegram]``, and ``enabled`` of ``[bandit]`` (the rest of it is storage/bandit.py's).
+Secrets (tokens) never live here: they come from the environment.
 A wrong value raises ``genmodels.styles.ConfigError`` naming the key.
 
     python -c "from bot.settings import load_settings; print(load_settings())"

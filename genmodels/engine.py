@@ -36,8 +36,8 @@ from pathlib import Path
 from genmodels import artifact
 from genmodels.artifact import ArtifactError
 from genmodels.batch import Batch, NumpyBackend, Row, _resolve
-from genmodels import blas_threads as blas_policy
 from genmodels.blas_threads import BlasThreads
+from genmodels.blas_threads import policy as blas_policy
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
 from genmodels.registry import active_path
 from genmodels.sampler import STOP_RULES, SamplingParams
@@ -289,7 +289,7 @@ class Engine:
     def __init__(self, *, max_batch: int = 256, max_queue: int = 256, poll_s: float = 2.0,
                  backend: str = "auto", paths: dict[str, Path] | None = None,
                  blas_threads: str | int = "auto"):
-        self.blas = blas_policy.policy(blas_threads)  # the BLAS thread count is global
+        self.blas = blas_policy(blas_threads)  # the BLAS thread count is global
         self.options = dict(max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
                             backend=backend, blas=self.blas)
         self._paths = paths or {}  # style -> fixed artifact folder (else the registry)

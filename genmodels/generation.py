@@ -65,14 +65,13 @@ def inference_settings(path: str | Path | None = None) -> dict:
         raise ValueError(f"inference.{unknown[0]}: unknown key (known: "
                          f"{', '.join(INFERENCE_DEFAULTS)})")
     out = INFERENCE_DEFAULTS | table
-    try:
-        check_setting(out["blas_threads"])
-    except ValueError as exc:
-        raise ValueError(f"inference.{exc}") from None
     for key, default in INFERENCE_DEFAULTS.items():
-        if key == "blas_threads":
-            continue  # checked above: "auto" or a number
-        if not isinstance(out[key], type(default)) and not (
+        if key == "blas_threads":  # "auto" or a number: not one type
+            try:
+                check_setting(out[key])
+            except ValueError as exc:
+                raise ValueError(f"inference.{exc}") from None
+        elif not isinstance(out[key], type(default)) and not (
                 isinstance(default, float) and isinstance(out[key], int)):
             raise ValueError(f"inference.{key}: expected {type(default).__name__}, "
                              f"got {out[key]!r}")

@@ -84,11 +84,11 @@ def _train(book, args) -> None:
         raise ValueError("--learning-rate must be positive")
     if args.init is not None and args.scratch:
         raise ValueError("--init and --scratch exclude each other")
-    book.get(args.style)  # an unknown style is reported before TensorFlow loads
+    style = book.get(args.style)  # an unknown style is reported before TensorFlow loads
     import_tensorflow_quietly()
     from training.train import Run
 
-    Run(book.get(args.style), book, minutes=args.minutes, resume=args.resume,
+    Run(style, book, minutes=args.minutes, resume=args.resume,
         out_dir=args.out, scratch=args.scratch, init=args.init,
         learning_rate=args.learning_rate).train()
 
