@@ -60,7 +60,7 @@ def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 def new_version(style: str, when: dt.datetime | None = None) -> str:
     when = when or dt.datetime.now(dt.timezone.utc)
-    return f"{style}-{when:%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
+    return f"{style}-{when:%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"
 
 
 @dataclass
