@@ -118,7 +118,10 @@ def wait_for_child(job: Retrainer, thread: threading.Thread):
 def test_a_killed_training_leaves_the_active_model(world):
     before = active(world)
     corpus = world["book"].get("tiny").corpus
-    corpus.write_text(corpus.read_text() + "a new line of the corpus.\n")  # logged change
+    # A logged change. Its characters are all in the corpus already: a fine-tune cannot
+    # use characters its parent's vocabulary lacks, and the timed-out run below must
+    # fail by its timeout, not by that error.
+    corpus.write_text(corpus.read_text() + "the old dog sat on the hot mat.\n")
     job = retrainer(world, TRAIN)
     results = []
     thread = threading.Thread(target=lambda: results.append(job.run("tiny")))
