@@ -56,15 +56,20 @@ BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def machine() -> dict:
-    cpu = ""
+    info = {}
     try:  # platform.processor() is often empty on Linux; /proc/cpuinfo names the CPU
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the first CPU's block is enough
+            info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return {"processor": platform.processor(), "cpu_model": cpu, "cpu_count": os.cpu_count(),
+    # "AMD EPYC" alone names several generations: family and model tell Zen 3 from Zen 4.
+    family = f"{info['cpu family']}/{info['model']}" if "cpu family" in info else ""
+    return {"processor": platform.processor(), "cpu_model": info.get("model name", ""),
+            "cpu_family_model": family, "avx512": "avx512f" in info.get("flags", "").split(),
+            "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "platform": platform.platform(),
             "python": platform.python_version(), "numpy": np.__version__,
             "blas_thread_env": {v: os.environ.get(v) for v in BLAS_THREAD_VARS},

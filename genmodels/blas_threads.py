@@ -1,10 +1,11 @@
 """How many OpenBLAS threads the engine's batched steps use: every core the rest of the
 machine leaves idle.
 
-A step for 64 streams of a 2x256 model took 1.15 ms on two BLAS threads and 1.52 ms on
-one (2-core Xeon, ``bench/gpu_check.py``, docs/BENCHMARKS.md). But while another process
-keeps the second core busy (a nightly retrain, say), a two-thread step waits for that
-core and is slower than a one-thread step (2.20 ms against 1.75 ms in the same run).
+A step for 64 streams of a 2x256 model took 0.93 ms on two BLAS threads and 1.45 ms on
+one (2-core AMD EPYC Zen 4, ``bench/gpu_check.py``, docs/BENCHMARKS.md). But while
+another process keeps the second core busy (a nightly retrain, say), a two-thread step
+waits for that core and is slower than a one-thread step (2.07 ms against 1.46 ms in the
+same run; 2.20 against 1.75 on a 2-core Xeon).
 So, with ``blas_threads = "auto"``, the engine looks at /proc/stat and its own CPU time
 about once a second: the cores other processes used in that second are taken (time the
 hypervisor gave to other guests counts too), the rest are shared among this process's
@@ -14,7 +15,7 @@ keeps the count the process started with (``genmodels/__init__`` makes that one)
 
 The single-stream ``Sampler`` ticks the same process-wide policy for each character: on
 an idle machine a stream gets both cores after its first second (a step at batch 1 took
-0.12 ms instead of 0.18 in that run); a short CLI run stays on one thread.
+0.058 ms instead of 0.067 in that run, 0.12 instead of 0.18 on the Xeon); a short CLI run stays on one thread.
 
     p = policy("auto"); p.tick("austen")   # before each step
 """

@@ -23,9 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow and Keras with stderr (fd 2) pointed at /dev/null.
 
-    On CPUs where TensorFlow turns its oneDNN operations on (Intel Xeons with AVX-512),
-    importing it prints notices through absl before its logging is set up, which
-    TF_CPP_MIN_LOG_LEVEL does not filter; they would come before a one-line error.
+    On CPUs where TensorFlow turns its oneDNN operations on (AVX-512: seen on an Intel
+    Xeon and an AMD EPYC Zen 4), importing it prints notices through absl before its
+    logging is set up, which TF_CPP_MIN_LOG_LEVEL does not filter; they would come
+    before a one-line error.
     Python errors are exceptions, so nothing the caller needs is lost.
     """
     saved = os.dup(2)
