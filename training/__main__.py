@@ -2,7 +2,8 @@
 
     python -m training train STYLE [--minutes M] [--resume] [--out DIR] [--scratch]
                                    [--init DIR] [--learning-rate LR]
-    python -m training evaluate STYLE      # last line: val_loss_nats=<f> bits_per_char=<f>
+    python -m training evaluate STYLE [--model DIR] [--widen-vocab]
+                                           # last line: val_loss_nats=<f> bits_per_char=<f>
     python -m training train-all           # every style, parents before their variants
     python -m training report              # Markdown table of the shipped models
 
@@ -59,6 +60,9 @@ def _parser() -> OneLineParser:
     e = sub.add_parser("evaluate", help="held-out loss of STYLE's artifact")
     e.add_argument("style")
     e.add_argument("--model", type=Path, help="artifact folder (default: models/STYLE)")
+    e.add_argument("--widen-vocab", action="store_true",
+                   help="score corpus characters the model has never seen as a fine-tune "
+                        "from it starts (genmodels/widen.py) instead of refusing them")
     return p
 
 
@@ -69,6 +73,10 @@ def _evaluate(book, args) -> None:
 
     style = book.get(args.style)
     art = artifacts.load(args.model or style.model_dir)
+    if args.widen_vocab:
+        from genmodels import widen
+
+        art = widen.widen(art, corpora.scan(style.corpus)[2])
     data = corpora.prepare(style.corpus, art.vocab, art.train_config.val_fraction,
                            art.train_config.seq_len)
     if art.corpus.get("sha256") not in (None, data.sha256):

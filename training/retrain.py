@@ -238,7 +238,10 @@ class Retrainer:
     def _baseline(self, style: str, active: Active) -> float | None:
         if active.path is None:
             return None
-        out = self._child(["evaluate", style, "--model", str(active.path)], EVAL_TIMEOUT_S)
+        # --widen-vocab: if the corpus gained characters, the active version is scored as
+        # the candidate's starting point was (genmodels/widen.py), on the same text.
+        out = self._child(["evaluate", style, "--model", str(active.path), "--widen-vocab"],
+                          EVAL_TIMEOUT_S)
         found = VAL_LINE.findall(out)
         if not found:
             raise RetrainError(f"evaluate printed no val loss: {out.strip()[-200:]}")

@@ -23,6 +23,7 @@ import numpy as np
 
 import keras
 from genmodels import artifact as artifacts
+from genmodels import widen
 from genmodels.config import ModelConfig, TrainConfig
 from genmodels.keras_model import build_model, get_weights, set_weights
 from genmodels.styles import Style, StyleBook
@@ -144,6 +145,12 @@ class Run:
             # ``init``: continue from any artifact (the scheduler passes the style's
             # active version); else the configured parent style's shipped model.
             self.parent = artifacts.load(init or book.get(self.cfg.parent).model_dir)
+            chars = corpora.scan(style.corpus)[2]
+            new = widen.missing(self.parent, chars)
+            if new:  # the corpus gained characters: the parent learns to read and write them
+                print(f"{style.name}: {len(new)} corpus character(s) {new!r} are new to "
+                      f"{self.parent.version}; its vocabulary grows to hold them", flush=True)
+                self.parent = widen.widen(self.parent, chars)
             self.vocab, self.model_cfg = self.parent.vocab, self.parent.model_config
         else:
             _, _, chars = corpora.scan(style.corpus)

@@ -180,3 +180,23 @@ def test_another_process_hears_about_finished_runs_from_the_table(world):
     assert [RunResult.from_row(r).message() for r in runs] == heard
     with world["sessions"].begin() as s:
         assert finished_runs(s, after_id=runs[-1].id) == []
+
+
+def test_a_corpus_that_gains_characters_is_fine_tuned_over_a_wider_vocabulary(world):
+    before = active(world)[0]
+    old = load(registry.active_path("tiny", shipped=world["bot"].models, root=world["root"]))
+    corpus = world["book"].get("tiny").corpus
+    # In the training part (the start) and the held-out part (the end).
+    line = "five fine frogs jump.\n"
+    corpus.write_text(line * 3 + corpus.read_text() + line)
+    assert not set("fjpv") & set(old.vocab.chars)
+    result = retrainer(world, TRAIN).run("tiny")
+    # Without widening, the fine-tune and the scoring of the active version both stop
+    # at "character 'f' is not in the vocabulary" and the run fails.
+    assert result.outcome in ("promoted", "refused"), result
+    assert result.corpus_changed and result.old_version == before
+    assert 0 < result.old_val < 10 and 0 < result.new_val < 10  # both scored, finitely
+    assert (result.outcome == "promoted") == (result.new_val <= result.old_val - TRAIN.margin)
+    new = load(world["root"] / "tiny" / result.new_version)
+    assert new.parent_version == before  # fine-tuned, not trained from scratch
+    assert set(new.vocab.chars) == set(old.vocab.chars) | set("fjpv")

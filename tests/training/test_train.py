@@ -140,6 +140,26 @@ def test_a_variant_fine_tunes_from_its_parent(setup, trained):
     assert load(bot.models / "fable_fox").parent_version == child.parent_version
 
 
+def test_a_variant_whose_corpus_has_new_characters_widens_its_parent(setup, trained,
+                                                                     capsys):
+    bot, book, runs = setup
+    parent, _ = trained
+    fox = bot.corpora / "fox.txt"
+    original = fox.read_text(encoding="utf-8")
+    fox.write_text("a fox\u2014five of them\u2014jumps.\n" + original, encoding="utf-8")
+    try:
+        child = Run(book.get("fable_fox"), book, runs_dir=runs,
+                    out_dir=runs / "wide_fox").train()
+    finally:
+        fox.write_text(original, encoding="utf-8")
+    assert "6 corpus character(s) 'fjpvx\u2014' are new to" in capsys.readouterr().out
+    assert child.vocab.chars == sorted(set(parent.vocab.chars) | set("fjpvx\u2014"))
+    assert child.model_config.vocab_size == len(child.vocab)
+    assert child.parent_version == parent.version
+    # The parent, widened, was scored on the fox text first: a finite loss.
+    assert math.isfinite(child.metrics["history"][0]["val_loss"])
+
+
 def test_learning_rate_warms_up_then_follows_a_cosine_over_time():
     cfg = TrainConfig(learning_rate=0.01, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(cfg, 0, 0.0) == pytest.approx(0.001)

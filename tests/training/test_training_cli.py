@@ -45,6 +45,25 @@ def test_evaluate_an_artifact_from_another_corpus_is_one_line(
     assert str(bot.corpora / "tiny.txt") in err[0]
 
 
+def test_evaluate_with_widen_vocab_scores_characters_the_model_never_saw(
+        bot, artifact_factory, tmp_path, monkeypatch, capsys):
+    import math
+    import re
+
+    from training import corpus as corpora
+    from training.__main__ import main
+
+    real_prepare = corpora.prepare
+    monkeypatch.setattr(corpora, "prepare", lambda *a, **kw: real_prepare(
+        *a, **kw | {"cache": tmp_path / "cache"}))
+    monkeypatch.setenv("BOT_CONFIG", str(bot.config))
+    artifact_factory(text="the cat\n", style="tiny").save(bot.models / "tiny")
+    assert main(["evaluate", "tiny", "--widen-vocab"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    found = re.fullmatch(r"val_loss_nats=(\S+) bits_per_char=(\S+)", last)
+    assert found and math.isfinite(float(found[1])) and float(found[1]) > 0, last
+
+
 def test_bad_config_is_one_line_and_exit_2(run_cli, bot, bad_input):
     bot.config.write_text(bot.config.read_text().replace("max_chars = 100", "max_chars = 0"))
     bad_input(run_cli("training", ["evaluate", "tiny"], config=bot.config),
