@@ -15,7 +15,8 @@ keeps the count the process started with (``genmodels/__init__`` makes that one)
 
 The single-stream ``Sampler`` ticks the same process-wide policy for each character: on
 an idle machine a stream gets both cores after its first second (a step at batch 1 took
-0.058 ms instead of 0.067 in that run, 0.12 instead of 0.18 on the Xeon); a short CLI run stays on one thread.
+0.058 ms instead of 0.067 in that run, 0.12 instead of 0.18 on the Xeon); a short CLI
+run stays on one thread.
 
     p = policy("auto"); p.tick("austen")   # before each step
 """
