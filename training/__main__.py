@@ -77,8 +77,14 @@ def _evaluate(book, args) -> None:
         from genmodels import widen
 
         art = widen.widen(art, corpora.scan(style.corpus)[2])
-    data = corpora.prepare(style.corpus, art.vocab, art.train_config.val_fraction,
-                           art.train_config.seq_len)
+    try:
+        data = corpora.prepare(style.corpus, art.vocab, art.train_config.val_fraction,
+                               art.train_config.seq_len)
+    except corpora.CorpusError as exc:  # an edited corpus: say how to score it anyway
+        if "not in the vocabulary" not in str(exc):  # not for an empty or missing corpus
+            raise
+        raise corpora.CorpusError(f"{exc}; --widen-vocab scores such characters as a "
+                                  f"fine-tune from this model starts") from None
     if art.corpus.get("sha256") not in (None, data.sha256):
         print(f"note: corpus changed since {art.version} was trained", file=sys.stderr)
     val = val_loss(art.weights, art.model_config, corpora.read_ids(data.val_path))

@@ -42,7 +42,7 @@ def test_evaluate_an_artifact_from_another_corpus_is_one_line(
     assert main(["evaluate", "tiny"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not in the vocabulary" in err[0], err
-    assert str(bot.corpora / "tiny.txt") in err[0]
+    assert str(bot.corpora / "tiny.txt") in err[0] and "--widen-vocab" in err[0]
 
 
 def test_evaluate_with_widen_vocab_scores_characters_the_model_never_saw(
