@@ -141,11 +141,11 @@ class Run:
         self.dir = runs_dir / style.name
         self.out_dir = out_dir or style.model_dir
         self.parent = None
+        _, _, chars = corpora.scan(style.corpus)
         if init is not None or self.cfg.parent:
             # ``init``: continue from any artifact (the scheduler passes the style's
             # active version); else the configured parent style's shipped model.
             self.parent = artifacts.load(init or book.get(self.cfg.parent).model_dir)
-            chars = corpora.scan(style.corpus)[2]
             new = widen.missing(self.parent, chars)
             if new:  # the corpus gained characters: the parent learns to read and write them
                 print(f"{style.name}: {len(new)} corpus character(s) {new!r} are new to "
@@ -153,7 +153,6 @@ class Run:
                 self.parent = widen.widen(self.parent, chars)
             self.vocab, self.model_cfg = self.parent.vocab, self.parent.model_config
         else:
-            _, _, chars = corpora.scan(style.corpus)
             self.vocab = Vocabulary(chars)
             self.model_cfg = ModelConfig.from_dict({"vocab_size": len(self.vocab)} | style.model)
         exclude: set[str] = set()

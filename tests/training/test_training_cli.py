@@ -29,16 +29,23 @@ def test_evaluate_a_corrupt_artifact_names_the_file(run_cli, bot, bad_input, dam
               str(bot.models / "tiny" / damage))
 
 
-def test_evaluate_an_artifact_from_another_corpus_is_one_line(
-        bot, artifact_factory, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def other_corpus_artifact(bot, artifact_factory, tmp_path, monkeypatch):
+    """models/tiny holds an artifact over "the cat\n", which lacks most corpus characters;
+    ``training.__main__.main`` runs in-process with the corpus cache in tmp_path."""
     from training import corpus as corpora
-    from training.__main__ import main
 
     real_prepare = corpora.prepare
     monkeypatch.setattr(corpora, "prepare", lambda *a, **kw: real_prepare(
         *a, **kw | {"cache": tmp_path / "cache"}))
     monkeypatch.setenv("BOT_CONFIG", str(bot.config))
     artifact_factory(text="the cat\n", style="tiny").save(bot.models / "tiny")
+
+
+def test_evaluate_an_artifact_from_another_corpus_is_one_line(
+        bot, other_corpus_artifact, capsys):
+    from training.__main__ import main
+
     assert main(["evaluate", "tiny"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not in the vocabulary" in err[0], err
@@ -46,18 +53,12 @@ def test_evaluate_an_artifact_from_another_corpus_is_one_line(
 
 
 def test_evaluate_with_widen_vocab_scores_characters_the_model_never_saw(
-        bot, artifact_factory, tmp_path, monkeypatch, capsys):
+        other_corpus_artifact, capsys):
     import math
     import re
 
-    from training import corpus as corpora
     from training.__main__ import main
 
-    real_prepare = corpora.prepare
-    monkeypatch.setattr(corpora, "prepare", lambda *a, **kw: real_prepare(
-        *a, **kw | {"cache": tmp_path / "cache"}))
-    monkeypatch.setenv("BOT_CONFIG", str(bot.config))
-    artifact_factory(text="the cat\n", style="tiny").save(bot.models / "tiny")
     assert main(["evaluate", "tiny", "--widen-vocab"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     found = re.fullmatch(r"val_loss_nats=(\S+) bits_per_char=(\S+)", last)
