@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make genmodels/, training/, be
 import genmodels  # noqa: E402,F401  first: it sets the BLAS thread default before NumPy loads
 import numpy as np  # noqa: E402
 from genmodels import artifact as artifacts  # noqa: E402
+from genmodels.blas_threads import PERIOD_S  # noqa: E402
 from genmodels.config import ModelConfig  # noqa: E402
 from genmodels.sampler import Sampler, SamplingParams  # noqa: E402
 from genmodels.styles import load_styles  # noqa: E402
@@ -221,17 +222,21 @@ def time_seed(vocab: Vocabulary, prime_ids: list[int], n_chars: int) -> dict:
             "chars_per_s": round(len(text) / secs, 2), "model": "untrained LSTM(128)"}
 
 
+def warm_up(sampler: Sampler, prime: str) -> None:
+    """Sample for 2.5 policy periods: the "auto" BLAS thread count is decided by a look
+    at the machine once a period (genmodels/blas_threads.py), so it has settled."""
+    params, until = SamplingParams(stop="none", max_chars=300, seed=0), \
+        time.perf_counter() + 2.5 * PERIOD_S
+    while time.perf_counter() < until:
+        sampler.generate(prime, params)
+
+
 def bench_ours(art: artifacts.Artifact, prime: str, n_chars: int, repeats: int,
                blas: str | int = "auto") -> dict:
-    """Our sampler at temperature 0.8, then with top-k 40 and top-p 0.95 as well.
-
-    ``blas``: the sampler's BLAS thread setting (genmodels/blas_threads.py); "auto" is
-    the default, decided by looking at the machine once a second, so a warm-up of
-    2.5 s comes first."""
+    """Our sampler at temperature 0.8, then with top-k 40 and top-p 0.95 as well, after
+    a warm-up; ``blas``: the sampler's BLAS thread setting (genmodels/blas_threads.py)."""
     sampler, out = Sampler(art, blas=blas), {}
-    warm, until = SamplingParams(stop="none", max_chars=500, seed=0), time.perf_counter() + 2.5
-    while time.perf_counter() < until:
-        sampler.generate(prime, warm)
+    warm_up(sampler, prime)
     label = "default, BLAS threads auto" if blas == "auto" else f"{blas} BLAS thread(s)"
     for name, extra in (("t0.8", {}), ("t0.8_top_k40_top_p0.95", {"top_k": 40, "top_p": 0.95})):
         params = SamplingParams(stop="none", max_chars=n_chars, seed=1, temperature=0.8,

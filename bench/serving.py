@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import genmodels  # noqa: E402,F401  first: the BLAS thread default
 import aiohttp  # noqa: E402
 import numpy as np  # noqa: E402
-from bench.sampling import machine  # noqa: E402
+from bench.sampling import machine, warm_up  # noqa: E402
 from genmodels import artifact as artifacts  # noqa: E402
 from genmodels.blas_threads import PERIOD_S  # noqa: E402
 from genmodels.engine import Engine, EngineClient  # noqa: E402
@@ -198,9 +198,7 @@ def bench_http(style: str, prime: str, quick: bool) -> tuple[list[dict], dict]:
 
 def bench_single(art, prime: str, repeats: int) -> dict:
     sampler = Sampler(art)
-    until = time.perf_counter() + 2.5 * PERIOD_S  # its BLAS thread policy decides first
-    while time.perf_counter() < until:
-        sampler.generate(prime, SamplingParams(seed=0, max_chars=300, stop="none"))
+    warm_up(sampler, prime)  # its BLAS thread policy decides first
     walls = []
     for seed in range(repeats):
         start = time.perf_counter()

@@ -36,8 +36,7 @@ from pathlib import Path
 from genmodels import artifact
 from genmodels.artifact import ArtifactError
 from genmodels.batch import Batch, NumpyBackend, Row, _resolve
-from genmodels.blas_threads import BlasThreads
-from genmodels.blas_threads import policy as blas_policy
+from genmodels.blas_threads import BlasThreads, policy as blas_policy
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
 from genmodels.registry import active_path
 from genmodels.sampler import STOP_RULES, SamplingParams

@@ -168,7 +168,11 @@ def read_config(path: str | Path | None = None) -> tuple[Path, dict]:
 
 def load_styles(path: str | Path | None = None) -> StyleBook:
     """Parse and validate config.toml (``$BOT_CONFIG`` or the repository's copy)."""
-    path, doc = read_config(path)
+    return styles_from(*read_config(path))
+
+
+def styles_from(path: Path, doc: dict) -> StyleBook:
+    """The styles of a config document already read from ``path`` (``read_config``)."""
     tables = doc.get("styles")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError("styles: no styles declared")

@@ -51,6 +51,6 @@ def widen(art: Artifact, chars: str) -> Artifact:
     bias = np.full(len(vocab), float(w["dense/bias"].min()) - NEW_CHAR_GAP, np.float32)
     bias[old_ids] = w["dense/bias"]
     weights = w | {"embedding": embedding, "dense/kernel": kernel, "dense/bias": bias}
-    return dataclasses.replace(
-        art, vocab=vocab, weights=weights,
+    return dataclasses.replace(  # path=None: these weights are not the folder's
+        art, vocab=vocab, weights=weights, path=None,
         model_config=dataclasses.replace(art.model_config, vocab_size=len(vocab)))

@@ -80,9 +80,7 @@ def _evaluate(book, args) -> None:
     try:
         data = corpora.prepare(style.corpus, art.vocab, art.train_config.val_fraction,
                                art.train_config.seq_len)
-    except corpora.CorpusError as exc:  # an edited corpus: say how to score it anyway
-        if "not in the vocabulary" not in str(exc):  # not for an empty or missing corpus
-            raise
+    except corpora.UnknownCharacter as exc:  # an edited corpus: say how to score it anyway
         raise corpora.CorpusError(f"{exc}; --widen-vocab scores such characters as a "
                                   f"fine-tune from this model starts") from None
     if art.corpus.get("sha256") not in (None, data.sha256):

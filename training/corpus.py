@@ -28,6 +28,10 @@ class CorpusError(Exception):
     """The corpus cannot be used (missing, empty, too small); the message says why."""
 
 
+class UnknownCharacter(CorpusError):
+    """The corpus has a character the given vocabulary lacks (``genmodels/widen.py``)."""
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A corpus turned into id files plus the facts the artifact records."""
@@ -144,7 +148,7 @@ def _write_ids(path: Path, vocab: Vocabulary, start: int, exclude: set[str],
         try:
             ids = vocab.encode_exact(text)
         except ValueError as exc:
-            raise CorpusError(f"{path}: {exc} (it was built from another corpus)") from None
+            raise UnknownCharacter(f"{path}: {exc} (it was built from another corpus)") from None
         files[part].write(ids.astype("<u2").tobytes())
         counts[part] += len(ids)
 

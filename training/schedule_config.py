@@ -13,7 +13,7 @@ from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
 
-from genmodels.styles import ConfigError, StyleBook, load_styles, read_config
+from genmodels.styles import ConfigError, StyleBook, read_config, styles_from
 
 
 @dataclass(frozen=True)
@@ -112,5 +112,6 @@ def parse_schedule(doc: dict, book: StyleBook) -> ScheduleConfig:
 
 def load_schedule(path: str | Path | None = None) -> tuple[StyleBook, ScheduleConfig]:
     """The styles and the schedule from config.toml (``$BOT_CONFIG`` or the repository's)."""
-    book = load_styles(path)
-    return book, parse_schedule(read_config(book.path)[1], book)
+    path, doc = read_config(path)  # once, for the styles and the schedule
+    book = styles_from(path, doc)
+    return book, parse_schedule(doc, book)
