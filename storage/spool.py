@@ -1,6 +1,10 @@
 """A local file for request logs that could not be written while the database was down.
 
 One JSON line per ``RequestRecord`` (``var/spool/requests.jsonl``), fsynced on append.
+Lines end in a line feed only, and are UTF-8 written and read with
+``errors="surrogatepass"``: a lone surrogate (the console turns undecodable input bytes
+into one) round-trips instead of failing the write, and storing the record replaces it
+(storage/records.py).
 ``replay`` stores them in order and rewrites the file with what is left (``os.replace``,
 so a crash mid-replay never loses the file). Records carry a ``uid`` and logging is
 idempotent on it, so a record stored just before a crash is not counted twice.
@@ -19,6 +23,7 @@ from storage.errors import InvalidInput, StorageUnavailable
 from storage.records import RequestRecord
 
 log = logging.getLogger(__name__)
+ENCODING, ERRORS = "utf-8", "surrogatepass"  # every read and write of a spool file
 
 
 class Spool:
@@ -48,7 +53,9 @@ class Spool:
         with self._lock:
             if not self.pending():
                 return 0, 0
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            # "\n" only: splitlines() would also cut at U+2028 or U+0085, which JSON
+            # leaves unescaped inside a prime.
+            lines = self.path.read_text(encoding=ENCODING, errors=ERRORS).split("\n")
             stored, rejected = 0, []
             for i, line in enumerate(lines):
                 if not line.strip():
@@ -72,14 +79,14 @@ class Spool:
 
     def _append_lines(self, path: Path, lines: list[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
+        with open(path, "a", encoding=ENCODING, errors=ERRORS) as f:
             f.write("".join(line + "\n" for line in lines))
             f.flush()
             os.fsync(f.fileno())
 
     def _rewrite(self, lines: list[str]) -> None:
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding=ENCODING, errors=ERRORS) as f:
             f.write("".join(line + "\n" for line in lines))
             f.flush()
             os.fsync(f.fileno())

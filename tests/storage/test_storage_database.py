@@ -184,3 +184,29 @@ def test_known_ids_are_reused_and_a_vanished_one_is_recovered(committed, migrate
     first, second, user, n = asyncio.run(main())
     assert (first.user_id, first.chat_id) == (second.user_id, second.chat_id)
     assert user is not None and user.external_id == "42" and n == 1
+
+
+def test_every_spooled_row_arrives_even_with_a_lone_surrogate(committed, migrated_url,
+                                                               record, tmp_path):
+    """Ten requests through an outage, one prime with a lone surrogate (what the
+    console makes of undecodable bytes) and one with U+2028: all ten are stored."""
+    spool = tmp_path / "spool.jsonl"
+    primes = [f"p{i}" for i in range(10)]
+    primes[3], primes[6] = "broken \udcff byte", "line\u2028separator \x85 too"
+    recs = [record(prime=p) for p in primes]
+
+    async def outage():
+        async with Database(DOWN_URL, spool=spool, retries=0) as db:
+            return [await db.log_request(r) for r in recs]
+
+    assert asyncio.run(outage()) == [None] * 10
+
+    async def back():
+        async with Database(migrated_url, spool=spool) as db:
+            return await db.replay_spool(), requests_count(db)
+
+    assert asyncio.run(back()) == ((10, 0), 10)
+    with Database(migrated_url, spool=None).sessions() as s:
+        stored = set(s.execute(select(Request.prime)).scalars())
+    primes[3] = "broken \ufffd byte"  # storable text: the surrogate becomes U+FFFD
+    assert stored == set(primes)
