@@ -76,11 +76,13 @@ class Reply:
 
 
 class UserError(Exception):
-    """A request we refuse; the message is the reply, ``outcome`` goes to the log."""
+    """A request we refuse; the message is the reply (unless ``silent``), ``outcome`` goes
+    to the log."""
 
-    def __init__(self, message: str, outcome: Outcome = Outcome.BAD_INPUT):
+    def __init__(self, message: str, outcome: Outcome = Outcome.BAD_INPUT,
+                 silent: bool = False):
         super().__init__(message)
-        self.outcome = outcome
+        self.outcome, self.silent = outcome, silent
 
 
 @dataclass
@@ -196,7 +198,7 @@ class Core:
             reply = await self._dispatch(ctx)
         except UserError as exc:
             record.outcome, record.error = exc.outcome.value, str(exc)
-            reply = Reply(str(exc))
+            reply = Reply("", silent=True) if exc.silent else Reply(str(exc))
         except Exception as exc:  # a bug or an unexpected client error: still logged
             log.exception("handling %s message %r failed", request.platform,
                           request.text[:80])
@@ -218,11 +220,12 @@ class Core:
 
     async def _dispatch(self, ctx: Context) -> Reply:
         # Admins are exempt: they run the bot (and the console's user is one).
-        wait = 0.0 if self.is_admin(ctx.request) else self.limiter.take(
-            (ctx.request.platform, ctx.request.user_id))
-        if wait:
+        key = (ctx.request.platform, ctx.request.user_id)
+        wait = 0.0 if self.is_admin(ctx.request) else self.limiter.take(key)
+        if wait:  # said once per cool-down: each reply would feed the flood
             raise UserError(f"Slow down a little, please: try again in "
-                            f"{math.ceil(wait)} s.", Outcome.RATE_LIMITED)
+                            f"{math.ceil(wait)} s.", Outcome.RATE_LIMITED,
+                            silent=not self.limiter.tell(key, wait))
         command = self.registry.get(ctx.command)
         if command is None or (command.platforms
                                and ctx.request.platform not in command.platforms):

@@ -3,8 +3,13 @@
 Used on the event loop only (no locks). Idle buckets are dropped so memory stays
 bounded however many users pass by.
 
+A refusal is worth saying once: someone flooding 30 commands gets one "slow down" per
+cool-down (until a token is back), not 25, because every reply is one more message
+against the platform's own flood limits.
+
     limiter = RateLimiter(burst=5, per_minute=12)
     wait_s = limiter.take(("telegram", "42"))   # 0.0 = allowed, else seconds to wait
+    if wait_s and limiter.tell(("telegram", "42"), wait_s): ...   # first refusal: say so
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ class RateLimiter:
         self.burst, self.rate = float(burst), per_minute / 60.0
         self.clock = clock
         self._buckets: dict[Hashable, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._told: dict[Hashable, float] = {}  # key -> end of its cool-down
 
     def take(self, key: Hashable) -> float:
         """Spend one token: 0.0 if allowed, else the seconds until one is available."""
@@ -39,3 +45,16 @@ class RateLimiter:
             self._buckets = {k: v for k, v in self._buckets.items()
                              if now - v[1] < full_after}
         self._buckets[key] = (tokens, now)
+
+    def tell(self, key: Hashable, wait: float) -> bool:
+        """Whether this refusal (``wait`` from ``take``) is the first of its cool-down.
+
+        True once, then False for every refusal until ``wait`` seconds have passed.
+        """
+        now = self.clock()
+        if now < self._told.get(key, float("-inf")):
+            return False
+        if len(self._told) >= MAX_BUCKETS and key not in self._told:
+            self._told = {k: end for k, end in self._told.items() if end > now}
+        self._told[key] = now + wait
+        return True

@@ -146,7 +146,8 @@ def test_flooding_gets_the_slow_down_reply_and_is_logged(chat):
         core = chat.core(rate_burst=3, rate_per_minute=1)
         replies = [await core.handle(req("/help")) for _ in range(6)]
         slow = [r for r in replies if r.text.startswith("Slow down a little")]
-        assert len(slow) == 3
+        assert len(slow) == 1 and not slow[0].silent  # once per cool-down
+        assert [r.silent for r in replies] == [False] * 4 + [True] * 2
         other_user = await core.handle(req("/help", user="43"))
         assert not other_user.text.startswith("Slow down")
         admin = [await core.handle(req("/help", user=ADMIN)) for _ in range(6)]
@@ -154,6 +155,28 @@ def test_flooding_gets_the_slow_down_reply_and_is_logged(chat):
     chat.run(scenario)
     assert chat.count(RequestRow, RequestRow.outcome == "rate_limited") == 3
     assert chat.count(RequestRow) == 13
+
+
+def test_a_flood_gets_one_slow_down_per_cool_down_and_every_attempt_is_logged(chat):
+    async def scenario():
+        core = chat.core(rate_burst=5, rate_per_minute=12)  # config.toml's defaults
+        clock = [1000.0]
+        core.limiter.clock = lambda: clock[0]
+        replies = []
+        for _ in range(30):  # 30 commands in 2 s
+            replies.append(await core.handle(req("/help")))
+            clock[0] += 2 / 30
+        slow = [r for r in replies if r.text.startswith("Slow down a little")]
+        assert len(slow) == 1 and sum(not r.silent for r in replies) == 5 + 1
+        clock[0] += 5.0  # the cool-down (one token: 5 s) is over: a token, then refusals
+        again = [await core.handle(req("/help")) for _ in range(4)]
+        assert [r.silent for r in again] == [False, False, True, True]
+        assert again[1].text.startswith("Slow down a little")
+        other = await core.handle(req("/help", user="43"))  # per user, not per chat
+        assert not other.silent and not other.text.startswith("Slow down")
+    chat.run(scenario)
+    assert chat.count(RequestRow) == 30 + 4 + 1
+    assert chat.count(RequestRow, RequestRow.outcome == "rate_limited") == 25 + 3
 
 
 class Gated:
