@@ -26,7 +26,7 @@ from storage.stats import latency_percentiles, style_stats, version_stats
 from training.registry_ops import list_versions, queue_retrain
 from training.registry_ops import rollback as registry_rollback
 from bot.core import Context, Core, Reply, UserError, _chat_id, _user_id
-from bot.text import THUMBS_DOWN, THUMBS_UP
+from bot.text import THUMBS_DOWN, THUMBS_UP, prime_too_long
 
 Handler = Callable[[Context], Awaitable[Reply]]
 
@@ -247,9 +247,9 @@ class Handlers:
         style = style or self.need_style(words[0], "/neurons STYLE [text]")
         rec = ctx.record
         rec.style, rec.variant, rec.prime = style.name, style.variant, text
-        if len(text) > self.core.settings.max_prime_chars:
-            raise UserError(f"That text is {len(text):,} characters long; I read at most "
-                            f"{self.core.settings.max_prime_chars:,}.")
+        too_long = prime_too_long(text, self.core.settings.max_prime_chars)
+        if too_long:
+            raise UserError(too_long)
         from genmodels.artifact import ArtifactError
         from genmodels.neurons import style_picture  # late: imports matplotlib
         try:

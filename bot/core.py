@@ -40,8 +40,8 @@ from storage.records import RequestRecord
 from storage.settings import effective_temperature
 from bot.ratelimit import RateLimiter
 from bot.settings import BotSettings, load_settings
-from bot.text import (RATE_PREFIX, THUMBS_DOWN, THUMBS_UP, parse_command, parse_rating,
-                      rating_buttons, split_message)
+from bot.text import (RATE_PREFIX, THUMBS_DOWN, THUMBS_UP, dropped_note, parse_command,
+                      parse_rating, prime_too_long, rating_buttons, split_message)
 
 __all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "rating_buttons",
            "split_message", "parse_rating"]
@@ -258,9 +258,9 @@ class Core:
         """Write text in ``style`` after ``prime``; fills the record for the log."""
         rec = ctx.record
         rec.style, rec.variant, rec.prime = style.name, style.variant, prime
-        if len(prime) > self.settings.max_prime_chars:
-            raise UserError(f"That text is {len(prime):,} characters long; I read at most "
-                            f"{self.settings.max_prime_chars:,}. Please send a shorter one.")
+        too_long = prime_too_long(prime, self.settings.max_prime_chars)
+        if too_long:
+            raise UserError(too_long)
         temperature, _ = await self._temperature(ctx.request, style)
         params = SamplingParams(temperature=temperature, top_k=self.book.top_k,
                                 top_p=self.book.top_p, max_chars=style.default_chars,
@@ -278,7 +278,8 @@ class Core:
         rec.model_version, rec.latency_ms = gen.version, round(result.latency_ms)
         text = gen.full_text or "(The model wrote nothing this time; try again.)"
         if gen.dropped:
-            text += f"\n\n(I left out characters this model has never seen: {gen.dropped})"
+            text += ("\n\n(I left out characters this model has never seen: "
+                     f"{dropped_note(gen.dropped)})")
         return Reply(text)
 
     async def _bounded(self, style: str, prime: str, params: SamplingParams):

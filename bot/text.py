@@ -9,8 +9,12 @@ Pure functions, no I/O, so the rules live once and are tested without a platform
 """
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from typing import NamedTuple
+
+from genmodels.vocab import LOOKALIKES, REVERSE_LOOKALIKES
 
 RATE_PREFIX = "rate"  # callback data: f"rate:{generation_id}:{+1|-1}"
 THUMBS_UP, THUMBS_DOWN = "\N{THUMBS UP SIGN}", "\N{THUMBS DOWN SIGN}"
@@ -18,6 +22,7 @@ _MAX_GENERATION_ID = 2**63 - 1
 _RATE_RE = re.compile(rf"^{RATE_PREFIX}:([0-9]{{1,19}}):([+-]1)$")
 _COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?$")
 _SENTENCE_END = re.compile(r"[.!?…;:»\"')\]]\s")
+MAX_DROPPED_SHOWN = 10  # distinct characters a "left out" note names
 
 
 class Parsed(NamedTuple):
@@ -98,3 +103,51 @@ def split_message(text: str, limit: int) -> list[str]:
     if text:
         chunks.append(text)
     return chunks
+
+
+@functools.lru_cache(maxsize=4096)
+def _widest(ch: str) -> int:
+    return max(1, len(unicodedata.normalize("NFKC", ch)), len(LOOKALIKES.get(ch, "")),
+               len(REVERSE_LOOKALIKES.get(ch, "")))
+
+
+def spelled_out_length(text: str) -> int:
+    """The most characters ``text`` can become once a model reads it.
+
+    A character a model lacks is replaced by its look-alike where one is known
+    (genmodels/vocab.py: NFKC, then the look-alike tables), and some are longer: "…" is
+    "...", U+FDFA is 18 characters. Which model reads the prime is not known here, so
+    each character counts as its longest replacement: a bound on the work it costs.
+    """
+    return sum(_widest(ch) for ch in text)
+
+
+def prime_too_long(prime: str, limit: int) -> str | None:
+    """The reply refusing ``prime``, or None when it fits ``limit`` also spelled out."""
+    if len(prime) > limit:  # checked first: spelling out a huge prime costs time too
+        return (f"That text is {len(prime):,} characters long; I read at most {limit:,}. "
+                f"Please send a shorter one.")
+    spelled = spelled_out_length(prime)
+    if spelled > limit:
+        return (f"That text is {spelled:,} characters long once characters such as "
+                f"\N{HORIZONTAL ELLIPSIS} are spelled out (...); I read at most {limit:,}. "
+                f"Please send a shorter one.")
+    return None
+
+
+def _shown(ch: str) -> str:
+    # A lone surrogate or a control character would break the reply (or be invisible).
+    return ch if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}"
+
+
+def dropped_note(dropped: str, limit: int = MAX_DROPPED_SHOWN) -> str:
+    """Each dropped character once, in order of appearance: the first ``limit`` of them,
+    then "and N more" (N distinct characters).
+
+    >>> dropped_note("\N{GRINNING FACE}" * 2100)
+    '\N{GRINNING FACE}'
+    """
+    distinct = list(dict.fromkeys(dropped))
+    shown = " ".join(_shown(ch) for ch in distinct[:limit])
+    more = len(distinct) - limit
+    return f"{shown} and {more} more" if more > 0 else shown
