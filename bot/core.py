@@ -32,7 +32,7 @@ from storage.bandit import choose_temperature
 from storage.bandit import load_config as load_bandit_config
 from storage.database import Database
 from storage.errors import NotFound, StorageError
-from storage.log import get_or_create_chat, get_or_create_user
+from storage.log import get_or_create_chat, get_or_create_user, mark_undelivered
 from storage.models import Outcome
 from storage.ratings import rate as store_rating
 from storage.ratings import rating_by
@@ -61,8 +61,9 @@ class Request:
     user_name: str = ""
     chat_name: str = ""
     text: str = ""  # whole message, e.g. "/proverb armenian Once upon"; "/austen@mybot x" ok
-    roles: tuple[str, ...] = ()  # platform role ids/names (Discord), for admin-by-role
+    roles: tuple[str, ...] = ()  # platform role ids (Discord), for admin-by-role
     bot_username: str = ""  # to ignore commands addressed to another bot (/austen@otherbot)
+    guild_id: str = ""  # the server the roles belong to (Discord; "" in direct messages)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Reply:
     rate_generation: int | None = None  # a generation id: attach thumbs up/down buttons
     photo: bytes | None = None  # PNG, sent with ``text`` as caption
     silent: bool = False  # nothing to send (e.g. a command for another bot)
+    request_uid: str | None = None  # the log row, for ``Core.undelivered``
 
 
 class UserError(Exception):
@@ -154,6 +156,22 @@ class Core:
             return f"Thanks for the {thumb}!"
         return f"You already gave it {thumb}." if old == new else f"Changed to {thumb}."
 
+    async def undelivered(self, reply: Reply, reason: str) -> None:
+        """Record in the request's log row that ``reply`` never reached the user.
+
+        Adapters call it once their platform's retries are spent. Never raises.
+        """
+        if reply.request_uid is None:
+            return
+        try:
+            found = await self.db.run(mark_undelivered, reply.request_uid, reason)
+        except Exception:
+            log.exception("request %s: undelivered reply not recorded", reply.request_uid)
+            return
+        if not found:  # spooled during an outage: it will be stored as it was
+            log.warning("request %s: undelivered reply not recorded (no row yet)",
+                        reply.request_uid)
+
     def commands(self) -> list[tuple[str, str]]:
         """(command, description) for every platform's command menu."""
         return [(c.name, c.description) for c in self.registry.values()
@@ -180,8 +198,11 @@ class Core:
     def is_admin(self, request: Request) -> bool:
         if request.user_id in self.settings.admin_ids(request.platform):
             return True
-        return request.platform == "discord" and bool(
-            set(request.roles) & self.settings.admin_roles)
+        # Role ids, never names (anyone can name a role "admins" in a server of their
+        # own), and only in the servers config.toml lists.
+        return (request.platform == "discord"
+                and request.guild_id in self.settings.admin_guilds
+                and bool(set(request.roles) & self.settings.admin_roles))
 
     # ----------------------------------------------------------------- dispatch
 
@@ -211,7 +232,7 @@ class Core:
                 self._last[(request.platform, request.chat_id, request.user_id)] = \
                     logged.generation_id
             reply = dataclasses.replace(reply, rate_generation=logged.generation_id)
-        return reply
+        return dataclasses.replace(reply, request_uid=record.uid)
 
     def _rates_by_command(self, platform: str) -> bool:
         """Whether /rate (which reads ``_last``) is offered on ``platform``."""

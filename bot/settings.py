@@ -15,15 +15,18 @@ from pathlib import Path
 from genmodels.styles import ConfigError, read_config
 
 PLATFORMS = ("console", "telegram", "discord")
+DISCORD_KEYS = ("discord_roles", "discord_guilds")  # beside the platforms in [admins]
 
 
 @dataclass(frozen=True)
 class BotSettings:
     """Everything the core needs besides styles; frozen, built once at start-up."""
 
-    # Per-platform admin user ids (strings), and Discord role ids or names.
+    # Per-platform admin user ids (strings); on Discord also role ids, which count only
+    # in the servers (guild ids) listed: a role's name proves nothing, anyone can name one.
     admins: dict[str, frozenset[str]] = field(default_factory=dict)
     admin_roles: frozenset[str] = frozenset()
+    admin_guilds: frozenset[str] = frozenset()
     chat_temperature_for_all: bool = True  # may non-admins set their chat's temperature?
     rate_burst: float = 5.0  # token bucket: this many requests at once ...
     rate_per_minute: float = 12.0  # ... refilled at this rate, per user
@@ -59,6 +62,27 @@ def _ids(value, where: str) -> frozenset[str]:
     return frozenset(str(v) for v in value)
 
 
+def _discord_roles(admins: dict) -> tuple[frozenset[str], frozenset[str]]:
+    """(role ids, guild ids) of ``[admins]``: numeric ids only, roles only with guilds."""
+    unknown = sorted(set(admins) - set(PLATFORMS) - set(DISCORD_KEYS))
+    if unknown:
+        raise ConfigError(f"admins.{unknown[0]}: unknown key (known: "
+                          f"{', '.join(PLATFORMS + DISCORD_KEYS)})")
+    found = []
+    for key in DISCORD_KEYS:
+        ids = _ids(admins.get(key, []), f"admins.{key}")
+        named = sorted(i for i in ids if not i.isdigit())
+        if named:
+            raise ConfigError(f"admins.{key}: Discord ids are numbers, got {named[0]!r} "
+                              f"(copy the id with Developer Mode on; names are not used)")
+        found.append(ids)
+    roles, guilds = found
+    if roles and not guilds:
+        raise ConfigError("admins.discord_roles: list the servers they count in, "
+                          "admins.discord_guilds = [GUILD_ID, ...]")
+    return roles, guilds
+
+
 def _table(doc: dict, name: str) -> dict:
     value = doc.get(name, {})
     if not isinstance(value, dict):
@@ -71,11 +95,7 @@ def settings_from_doc(doc: dict) -> BotSettings:
     bot, rate, admins, tg, bandit = (_table(doc, n) for n in (
         "bot", "rate_limit", "admins", "telegram", "bandit"))
     admin_map = {p: _ids(admins.get(p, []), f"admins.{p}") for p in PLATFORMS}
-    roles = _ids(admins.get("discord_roles", []), "admins.discord_roles")
-    unknown = sorted(set(admins) - set(PLATFORMS) - {"discord_roles"})
-    if unknown:
-        raise ConfigError(f"admins.{unknown[0]}: unknown platform (known: "
-                          f"{', '.join(PLATFORMS)}, discord_roles)")
+    roles, guilds = _discord_roles(admins)
     everyone = bot.get("chat_temperature_for_all", True)
     if not isinstance(everyone, bool):
         raise ConfigError(f"bot.chat_temperature_for_all: expected true or false, "
@@ -89,7 +109,8 @@ def settings_from_doc(doc: dict) -> BotSettings:
     if mode == "webhook" and not isinstance(tg.get("webhook_url"), str):
         raise ConfigError("telegram.webhook_url: required in webhook mode")
     return BotSettings(
-        admins=admin_map, admin_roles=roles, chat_temperature_for_all=everyone,
+        admins=admin_map, admin_roles=roles, admin_guilds=guilds,
+        chat_temperature_for_all=everyone,
         rate_burst=_number(rate, "burst", "rate_limit", 5, 1),
         rate_per_minute=_number(rate, "per_minute", "rate_limit", 12, 0.01),
         max_in_flight=_number(bot, "max_in_flight", "bot", 64, 1, int),

@@ -222,7 +222,7 @@ class DiscordAdapter:
     # ------------------------------------------------------------------ translating
 
     def request(self, source: discord.Interaction | discord.Message, text: str = "") -> Request:
-        """The core's view of who asked where; roles as ids and names (admin-by-role)."""
+        """The core's view of who asked where; role ids and the server (admin-by-role)."""
         if isinstance(source, discord.Interaction):
             user, chat_id = source.user, source.channel_id or source.guild_id or 0
         else:
@@ -230,14 +230,14 @@ class DiscordAdapter:
         channel = source.channel
         roles: tuple[str, ...] = ()
         if isinstance(user, discord.Member):
-            roles = tuple(x for r in user.roles if not r.is_default()
-                          for x in (str(r.id), r.name))
+            roles = tuple(str(r.id) for r in user.roles if not r.is_default())
         where = getattr(channel, "name", None) or "direct messages"
         if source.guild is not None:
             where = f"{source.guild.name} #{where}"
         me = self.client.user
+        guild = getattr(source, "guild_id", None) or getattr(source.guild, "id", "")
         return Request("discord", str(chat_id), str(user.id), user.name, where, text, roles,
-                       me.name if me else "")
+                       me.name if me else "", guild_id=str(guild or ""))
 
     async def answer(self, interaction: discord.Interaction, text: str) -> None:
         """Defer, ask the core, send the reply as followups."""

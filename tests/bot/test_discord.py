@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from bot.adapters.discord import DiscordAdapter, load_discord_settings, serve
 from bot.core import Core, Reply
-from fakediscord import ADMIN_ROLE_ID, REFUSED_TOKEN, FakeDiscord, user
+from fakediscord import ADMIN_ROLE_ID, GUILD_ID, REFUSED_TOKEN, FakeDiscord, user
+from fakediscord.payloads import ID_NAMED_ROLE_ID, OTHER_ADMINS_ROLE_ID, OTHER_GUILD_ID
 from genmodels.registry import activate
 from storage.__main__ import upgrade
 from storage.database import Database
@@ -26,7 +27,8 @@ ALICE = user(1001, "alice")  # an admin by role only (see ADMINS)
 BOB = user(1002, "bob")      # nobody special
 ADMINS = """
 [admins]
-discord_roles = ["admins"]
+discord_roles = ["ROLE"]
+discord_guilds = [GUILD]
 
 [rate_limit]
 burst = 50
@@ -35,7 +37,7 @@ per_minute = 600
 [discord]
 message_content = {content}
 prefixes = ["!"]
-"""
+""".replace("ROLE", str(ADMIN_ROLE_ID)).replace("GUILD", str(GUILD_ID))
 DISCORD_ROLES = (ADMIN_ROLE_ID,)
 
 
@@ -217,6 +219,24 @@ def test_admin_command_needs_the_admin_role(world):
                                        roles=DISCORD_ROLES)
             (done,) = await w.reply(token)
             assert "0.9" in done["content"] and "Sorry" not in done["content"]
+    run(main())
+
+
+def test_admin_roles_count_by_id_and_only_in_the_configured_server(world):
+    """[admins] lists role id ADMIN_ROLE_ID in server GUILD_ID. Neither a role named
+    like that id nor a role named "admins" in another server makes anyone an admin."""
+    cases = [(GUILD_ID, ADMIN_ROLE_ID, True),
+             (GUILD_ID, ID_NAMED_ROLE_ID, False),  # its name is str(ADMIN_ROLE_ID)
+             (OTHER_GUILD_ID, OTHER_ADMINS_ROLE_ID, False)]  # named "admins", elsewhere
+
+    async def main():
+        async with world().running() as w:
+            for guild, role, admin in cases:
+                token = await w.fake.slash("stats", {}, author=BOB, roles=(role,),
+                                           guild_id=guild)
+                (reply,) = await w.reply(token)
+                refused = reply["content"].startswith("Sorry, /stats is for the bot's admin")
+                assert refused != admin, (guild, role, reply["content"][:80])
     run(main())
 
 

@@ -63,17 +63,24 @@ def test_token_bucket_allows_a_burst_then_the_refill_rate():
 
 
 def test_settings_from_config_tables():
-    s = settings_from_doc({"admins": {"telegram": [12, "34"], "discord_roles": ["mods"]},
+    s = settings_from_doc({"admins": {"telegram": [12, "34"], "discord_roles": ["77"],
+                                      "discord_guilds": [88]},
                            "rate_limit": {"burst": 3, "per_minute": 6},
                            "bot": {"chat_temperature_for_all": False, "notify_every_s": 5},
                            "bandit": {"enabled": False, "explore": 0.1}})
-    assert s.admin_ids("telegram") == {"12", "34"} and s.admin_roles == {"mods"}
+    assert s.admin_ids("telegram") == {"12", "34"} and s.admin_roles == {"77"}
+    assert s.admin_guilds == {"88"}
     assert (s.rate_burst, s.rate_per_minute, s.chat_temperature_for_all) == (3, 6, False)
     assert (s.learn_temperature, s.notify_every_s) == (False, 5)
     assert settings_from_doc({}) == BotSettings(admins={p: frozenset() for p in
                                                         ("console", "telegram", "discord")})
     for doc, key in [({"admins": {"telegram": "12"}}, "admins.telegram"),
                      ({"admins": {"matrix": []}}, "admins.matrix"),
+                     # a role name proves nothing: anyone can name a role in their server
+                     ({"admins": {"discord_roles": ["mods"], "discord_guilds": [1]}},
+                      "admins.discord_roles: Discord ids are numbers"),
+                     ({"admins": {"discord_roles": [77]}}, "admins.discord_roles: list the"),
+                     ({"admins": {"discord_guilds": ["x"]}}, "admins.discord_guilds"),
                      ({"rate_limit": {"burst": 0}}, "rate_limit.burst"),
                      ({"bot": {"max_in_flight": 1.5}}, "bot.max_in_flight"),
                      ({"bot": {"notify_every_s": -1}}, "bot.notify_every_s"),

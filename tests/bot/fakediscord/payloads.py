@@ -12,6 +12,13 @@ APP_ID = 900_000_000_000_000_001
 GUILD_ID = 900_000_000_000_000_002
 CHANNEL_ID = 900_000_000_000_000_003
 ADMIN_ROLE_ID = 900_000_000_000_000_004
+# A role in the same server *named* like the admin role's id (not the admin role).
+ID_NAMED_ROLE_ID = 900_000_000_000_000_005
+# Another server the bot is in, with its own role named "admins". With two shards it
+# is on shard 0 and GUILD_ID on shard 1 (shard = (guild_id >> 22) % shards).
+OTHER_GUILD_ID = 900_000_000_020_971_522
+OTHER_CHANNEL_ID = 900_000_000_020_971_523
+OTHER_ADMINS_ROLE_ID = 900_000_000_020_971_524
 BOT_USER_ID = APP_ID  # a bot user's id is its application's id
 TIMESTAMP = "2026-11-26T12:00:00.000000+00:00"
 
@@ -41,8 +48,9 @@ def role(role_id: int, name: str, position: int) -> dict[str, Any]:
             "permissions": "0", "managed": False, "mentionable": False, "flags": 0}
 
 
-def channel() -> dict[str, Any]:
-    return {"id": str(CHANNEL_ID), "type": 0, "guild_id": str(GUILD_ID), "name": "general",
+def channel(guild_id: int = GUILD_ID) -> dict[str, Any]:
+    channel_id = CHANNEL_ID if guild_id == GUILD_ID else OTHER_CHANNEL_ID
+    return {"id": str(channel_id), "type": 0, "guild_id": str(guild_id), "name": "general",
             "position": 0, "permission_overwrites": [], "nsfw": False, "topic": None,
             "last_message_id": None, "rate_limit_per_user": 0, "parent_id": None}
 
@@ -53,12 +61,21 @@ def dm_channel(channel_id: int, recipient: dict) -> dict[str, Any]:
             "last_message_id": None, "flags": 0}
 
 
-def guild() -> dict[str, Any]:
-    """GUILD_CREATE data: one text channel, @everyone and an "admins" role."""
-    return {"id": str(GUILD_ID), "name": "Readers", "icon": None, "owner_id": "1",
+GUILDS = {  # guild id -> (name, roles besides @everyone)
+    GUILD_ID: ("Readers", [(ADMIN_ROLE_ID, "admins"),
+                           (ID_NAMED_ROLE_ID, str(ADMIN_ROLE_ID))]),
+    OTHER_GUILD_ID: ("Elsewhere", [(OTHER_ADMINS_ROLE_ID, "admins")]),
+}
+
+
+def guild(guild_id: int = GUILD_ID) -> dict[str, Any]:
+    """GUILD_CREATE data: one text channel, @everyone and the roles of ``GUILDS``."""
+    name, roles = GUILDS[guild_id]
+    return {"id": str(guild_id), "name": name, "icon": None, "owner_id": "1",
             "unavailable": False, "member_count": 1, "large": False, "features": [],
-            "roles": [role(GUILD_ID, "@everyone", 0), role(ADMIN_ROLE_ID, "admins", 1)],
-            "channels": [channel()], "members": [member(BOT_USER)], "emojis": [],
+            "roles": [role(guild_id, "@everyone", 0)] + [
+                role(role_id, role_name, i + 1) for i, (role_id, role_name) in enumerate(roles)],
+            "channels": [channel(guild_id)], "members": [member(BOT_USER)], "emojis": [],
             "stickers": [], "voice_states": [], "presences": [], "threads": [],
             "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
             "joined_at": TIMESTAMP, "preferred_locale": "en-US", "premium_tier": 0,
@@ -66,9 +83,11 @@ def guild() -> dict[str, Any]:
             "nsfw_level": 0, "explicit_content_filter": 0, "default_message_notifications": 0}
 
 
-def ready(session_id: str, resume_url: str) -> dict[str, Any]:
-    return {"v": 10, "user": BOT_USER, "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-            "session_id": session_id, "resume_gateway_url": resume_url, "shard": [0, 1],
+def ready(session_id: str, resume_url: str, guilds: list[int],
+          shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    return {"v": 10, "user": BOT_USER,
+            "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
+            "session_id": session_id, "resume_gateway_url": resume_url, "shard": list(shard),
             "application": {"id": str(APP_ID), "flags": 0}, "private_channels": [],
             "relationships": []}
 
@@ -95,20 +114,23 @@ def message(body: dict, *, author: dict = BOT_USER, message_id: int | None = Non
 
 
 def interaction(kind: int, data: dict, token: str, author: dict,
-                roles: tuple[int, ...] = (), msg: dict | None = None) -> dict[str, Any]:
-    """INTERACTION_CREATE data in the guild channel (kind 2 command, 3 component)."""
+                roles: tuple[int, ...] = (), msg: dict | None = None,
+                guild_id: int = GUILD_ID) -> dict[str, Any]:
+    """INTERACTION_CREATE data in a guild's channel (kind 2 command, 3 component)."""
+    where = channel(guild_id)
     payload = {"id": str(new_id()), "application_id": str(APP_ID), "type": kind,
-               "data": data, "guild_id": str(GUILD_ID), "channel_id": str(CHANNEL_ID),
-               "channel": channel(), "member": member(author, roles), "token": token,
+               "data": data, "guild_id": str(guild_id), "channel_id": where["id"],
+               "channel": where, "member": member(author, roles), "token": token,
                "version": 1, "locale": "en-US", "guild_locale": "en-US",
                "app_permissions": "2251799813685247", "entitlements": [],
-               "authorizing_integration_owners": {"0": str(GUILD_ID)}, "context": 0,
+               "authorizing_integration_owners": {"0": str(guild_id)}, "context": 0,
                "attachment_size_limit": 8 * 1024 * 1024}
     if msg is not None:
         payload["message"] = msg
     return payload
 
 
-def command_data(name: str, command_id: str, options: dict[str, str]) -> dict[str, Any]:
-    return {"id": command_id, "name": name, "type": 1, "guild_id": str(GUILD_ID),
+def command_data(name: str, command_id: str, options: dict[str, str],
+                 guild_id: int = GUILD_ID) -> dict[str, Any]:
+    return {"id": command_id, "name": name, "type": 1, "guild_id": str(guild_id),
             "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()]}

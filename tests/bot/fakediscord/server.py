@@ -7,7 +7,12 @@
     replies = await fake.wait_for(lambda: fake.messages_for(token))
 
 The gateway speaks HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeat ACKs and
-dispatches whatever a test sends (INTERACTION_CREATE, MESSAGE_CREATE). The REST side
+dispatches whatever a test sends (INTERACTION_CREATE, MESSAGE_CREATE). It shards as
+Discord does: ``GET /gateway/bot`` recommends ``shards`` connections, each IDENTIFY
+names its ``[shard_id, count]``, a guild's events go to shard ``(guild_id >> 22) %
+count``, and an IDENTIFY for fewer than ``required_shards`` is closed with 4011
+("sharding required", what Discord does past 2,500 servers). ``close_code`` closes
+every IDENTIFY with that code instead (an outage, a revoked permission). The REST side
 answers what the adapter calls (login, application info, command sync, interaction
 callbacks, followup webhooks, channel messages, fetching a user and opening a direct
 message channel) and records every call; anything else
@@ -48,10 +53,15 @@ class FakeDiscord:
         self.commands: list[dict] = []     # the last bulk-overwritten command list
         self.messages: dict[str, dict] = {}  # every message created, by id
         self.dm_channels: dict[str, str] = {}  # direct-message channel id -> user id
-        self.identified = 0                # IDENTIFY count (one per client connection)
+        self.identified = 0                # IDENTIFYs answered with READY (one per shard)
         self.identify: dict = {}           # the last IDENTIFY payload (token, intents)
-        self._ws: web.WebSocketResponse | None = None
-        self._seq = 0
+        self.refused: list[int] = []       # close codes sent instead of READY
+        self.shards = 1                    # what GET /gateway/bot recommends
+        self.required_shards = 1           # fewer shards per IDENTIFY: closed with 4011
+        self.close_code: int | None = None  # set: every IDENTIFY is closed with it
+        self._ws: dict[int, web.WebSocketResponse] = {}  # shard id -> live connection
+        self._count = 1                    # the shard count the live connections use
+        self._seq: dict[int, int] = {}
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -69,8 +79,8 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+        for ws in list(self._ws.values()):
+            await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -112,7 +122,8 @@ class FakeDiscord:
 
     async def wait_ready(self, identified: int = 1) -> None:
         """Until ``identified`` clients have connected and are on the gateway."""
-        await self.wait_for(lambda: self.identified >= identified and self._ws is not None)
+        await self.wait_for(lambda: self.identified >= identified
+                            and len(self._ws) == self._count)
 
     # ---- gateway -----------------------------------------------------------------
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
@@ -125,27 +136,47 @@ class FakeDiscord:
             frame = json.loads(msg.data)
             if frame["op"] == 1:  # heartbeat
                 await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
-            elif frame["op"] == 2:  # identify: this connection becomes the live one
-                self._ws, self._seq = ws, 0
-                self.identify = frame["d"]
-                await self.dispatch("READY", p.ready(uuid.uuid4().hex, self.gateway_url))
-                await self.dispatch("GUILD_CREATE", p.guild())
-                self.identified += 1
+            elif frame["op"] == 2:  # identify: the live connection of its shard
+                await self._identify(ws, frame["d"])
                 self._touch()
-        if self._ws is ws:
-            self._ws = None
+        for shard, live in list(self._ws.items()):
+            if live is ws:
+                del self._ws[shard]
         return ws
 
-    async def dispatch(self, event: str, data: dict) -> None:
-        """Send one DISPATCH frame to the connected client."""
-        assert self._ws is not None, "no client is connected"
-        self._seq += 1
-        await self._ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
+    async def _identify(self, ws: web.WebSocketResponse, data: dict) -> None:
+        self.identify = data
+        shard, count = data.get("shard", [0, 1])
+        code = self.close_code or (4011 if count < self.required_shards else None)
+        if code is not None:
+            self.refused.append(code)
+            await ws.close(code=code, message=b"refused by the fake")
+            return
+        if count != self._count:  # a new layout: the old connections are stale
+            self._ws.clear()
+        self._ws[shard], self._count, self._seq[shard] = ws, count, 0
+        guilds = [g for g in p.GUILDS if (g >> 22) % count == shard]
+        await self._send(shard, "READY", p.ready(uuid.uuid4().hex, self.gateway_url, guilds,
+                                                 (shard, count)))
+        for guild_id in guilds:
+            await self._send(shard, "GUILD_CREATE", p.guild(guild_id))
+        self.identified += 1
+
+    async def dispatch(self, event: str, data: dict, guild_id: int = p.GUILD_ID) -> None:
+        """Send one DISPATCH frame on the shard that serves ``guild_id``."""
+        await self._send((guild_id >> 22) % self._count, event, data)
+
+    async def _send(self, shard: int, event: str, data: dict) -> None:
+        assert shard in self._ws, f"no client is connected on shard {shard}"
+        self._seq[shard] += 1
+        await self._ws[shard].send_json({"op": 0, "t": event, "s": self._seq[shard],
+                                         "d": data})
 
     # ---- what a test does as a Discord user ----------------------------------------
     async def slash(self, name: str, options: dict[str, str] | None = None, *,
-                    author: dict, roles: tuple[int, ...] = (), synced: bool = True) -> str:
-        """A user runs /name with string options; the interaction token.
+                    author: dict, roles: tuple[int, ...] = (), synced: bool = True,
+                    guild_id: int = p.GUILD_ID) -> str:
+        """A user runs /name with string options in a guild; the interaction token.
 
         ``synced=False`` sends a command the bot never synced (a stale client menu).
         """
@@ -154,8 +185,10 @@ class FakeDiscord:
             assert command, f"/{name} was not synced; have {self.command_names()}"
         token = "cmd-" + uuid.uuid4().hex
         command_id = command["id"] if command else str(p.new_id())
-        data = p.command_data(name, command_id, options or {})
-        await self.dispatch("INTERACTION_CREATE", p.interaction(2, data, token, author, roles))
+        data = p.command_data(name, command_id, options or {}, guild_id)
+        await self.dispatch("INTERACTION_CREATE",
+                            p.interaction(2, data, token, author, roles, guild_id=guild_id),
+                            guild_id)
         return token
 
     async def press(self, message: dict, custom_id: str, *, author: dict,
@@ -227,7 +260,7 @@ class FakeDiscord:
         if route == ("GET", "oauth2", "applications", "@me"):
             return 200, p.application()
         if call.method == "GET" and parts[0] == "gateway":
-            return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": {
+            return 200, {"url": self.gateway_url, "shards": self.shards, "session_start_limit": {
                 "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}
         if call.method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
             self.commands = [dict(c, id=str(p.new_id()), application_id=str(p.APP_ID),
