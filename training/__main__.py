@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from genmodels.cli import OneLineParser, fail
+from training import quality
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
@@ -63,6 +64,7 @@ def _parser() -> OneLineParser:
     e.add_argument("--widen-vocab", action="store_true",
                    help="score corpus characters the model has never seen as a fine-tune "
                         "from it starts (genmodels/widen.py) instead of refusing them")
+    quality.add_parser(sub)
     return p
 
 
@@ -121,7 +123,8 @@ def _report(book, args) -> None:
     print(table(book))
 
 
-COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "report": _report}
+COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "report": _report,
+            "quality": quality.run}
 
 
 def main(argv: list[str] | None = None) -> int:
