@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from genmodels.cli import OneLineParser, fail
+from training import ngram
 from training import quality
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
@@ -65,6 +66,7 @@ def _parser() -> OneLineParser:
                    help="score corpus characters the model has never seen as a fine-tune "
                         "from it starts (genmodels/widen.py) instead of refusing them")
     quality.add_parser(sub)
+    ngram.add_parser(sub)
     return p
 
 
@@ -124,7 +126,7 @@ def _report(book, args) -> None:
 
 
 COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "report": _report,
-            "quality": quality.run}
+            "quality": quality.run, "baseline": ngram.run}
 
 
 def main(argv: list[str] | None = None) -> int:
