@@ -20,6 +20,7 @@ import signal
 import sys
 
 from genmodels.styles import ConfigError
+from bot.logsafe import protect_logs
 from storage.errors import StorageError
 
 ADAPTERS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN", "console": None}
@@ -47,6 +48,13 @@ async def run(names: list[str]) -> int:
         core = Core.from_config()
     except ValueError as exc:  # e.g. an unknown [inference] key: a config mistake
         raise ConfigError(str(exc)) from None
+    try:  # a config an adapter must refuse (its check_config) stops all before any starts
+        for name in names:
+            module = importlib.import_module(f"bot.adapters.{name}")
+            getattr(module, "check_config", lambda settings: None)(core.settings)
+    except ConfigError:
+        await core.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -86,6 +94,7 @@ async def run(names: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    protect_logs(os.environ)  # bot tokens are in the request URLs libraries log
     try:
         names = choose(sys.argv[1:] if argv is None else argv, dict(os.environ))
     except ValueError as exc:

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import InvalidInput, NotFound
-from storage.models import STYLE_LEN, VERSION_LEN, Chat, Generation, Request, User
+from storage.models import STYLE_LEN, VERSION_LEN, Chat, Generation, Outcome, Request, User
 from storage.records import (MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS,
                              MAX_PRIME_CHARS, MAX_TEXT_CHARS, RequestRecord, clean_text)
 from storage.upsert import insert_ignore
@@ -139,6 +139,26 @@ def get_generation(session: Session, generation_id: int) -> Generation:
     if row is None:
         raise NotFound(f"no generation {generation_id}")
     return row
+
+
+def mark_undelivered(session: Session, uid: str, reason: str) -> bool:
+    """Record that the reply to request ``uid`` never reached the user; False if no row.
+
+    An ``ok`` row becomes ``undelivered``; a refusal keeps its outcome (what became of
+    the request) and the note goes to ``error``.
+    """
+    row = session.execute(select(Request.id, Request.outcome, Request.error)
+                          .where(Request.uid == uid)).first()
+    if row is None:
+        return False
+    note = f"reply not delivered: {reason}"
+    if row.outcome == Outcome.OK.value:
+        values = {"outcome": Outcome.UNDELIVERED.value, "error": note}
+    else:
+        values = {"error": f"{row.error}; {note}" if row.error else note}
+    values["error"] = clean_text(values["error"], MAX_ERROR_CHARS)
+    session.execute(update(Request).where(Request.id == row.id).values(values))
+    return True
 
 
 def generation_of_request(session: Session, request_id: int) -> Generation | None:

@@ -71,6 +71,7 @@ class Outcome(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     BAD_INPUT = "bad_input"
     BUSY = "busy"  # too many requests in flight
+    UNDELIVERED = "undelivered"  # answered, but the platform never took the reply
 
 
 class StopReason(enum.StrEnum):
@@ -265,6 +266,25 @@ class ModelVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[dt.datetime | None]
     retired_at: Mapped[dt.datetime | None]
+
+
+class TelegramUpdate(Base):
+    """A Telegram update as received, kept until it has been answered.
+
+    Written before Telegram is told the update arrived and marked done after the reply,
+    so updates a crash interrupted are finished at the next start (at-least-once), and a
+    redelivered update id is recognised (bot/adapters/telegram_updates.py).
+    """
+
+    __tablename__ = "telegram_updates"
+    __table_args__ = (UniqueConstraint("bot_id", "update_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bot_id: Mapped[int] = mapped_column(BigInteger)  # update ids count per bot
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)  # the update's JSON
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    done_at: Mapped[dt.datetime | None]
 
 
 class TrainingRun(Base):

@@ -24,7 +24,7 @@ class UsageStats:
     key: str  # the style or the model version
     requests: int = 0
     ok: int = 0
-    errors: int = 0
+    errors: int = 0  # the model failed, or the reply was undelivered
     rejected: int = 0  # rate-limited, bad input or busy
     mean_latency_ms: float | None = None  # over ok requests
     max_latency_ms: int | None = None
@@ -49,6 +49,10 @@ def version_stats(session: Session, style: str | None = None,
     return _usage(session, Request.model_version, since, style)
 
 
+# Counted as errors: the model failed, or its text never reached the user.
+_FAILED = (Outcome.ERROR.value, Outcome.UNDELIVERED.value)
+
+
 def _usage(session, key_column, since, style) -> list[UsageStats]:
     filters = [key_column.is_not(None)]
     if since is not None:
@@ -59,7 +63,7 @@ def _usage(session, key_column, since, style) -> list[UsageStats]:
     counts = session.execute(
         select(key_column, func.count(),
                func.sum(case((ok, 1), else_=0)),
-               func.sum(case((Request.outcome == Outcome.ERROR.value, 1), else_=0)),
+               func.sum(case((Request.outcome.in_(_FAILED), 1), else_=0)),
                func.avg(case((ok, Request.latency_ms))),
                func.max(case((ok, Request.latency_ms))))
         .where(*filters).group_by(key_column)).all()

@@ -1,0 +1,56 @@
+"""The journal of received Telegram updates (table ``telegram_updates``).
+
+An update is recorded before Telegram is told it arrived and marked done once it has
+been answered; what is still unfinished at start was interrupted by a crash and is
+handled again. A second record of the same (bot, update id) is refused, so an update
+Telegram delivers twice is answered once. Done rows are pruned after ``KEEP``.
+
+    new = record_update(session, bot_id, update_id, json_text)   # False: seen before
+    finish_update(session, bot_id, update_id)
+    bodies = unfinished_updates(session, bot_id)                  # oldest first
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import TelegramUpdate, utcnow
+from storage.upsert import insert_ignore
+
+# Telegram keeps an unconfirmed update for 24 hours; a done row older than that can
+# never be redelivered, so it is no longer needed to recognise a repeat.
+KEEP = dt.timedelta(hours=48)
+
+
+def record_update(session: Session, bot_id: int, update_id: int, body: str) -> bool:
+    """Keep a received update; False if this bot's update id was recorded before."""
+    new_id = insert_ignore(session, TelegramUpdate.__table__, {
+        "bot_id": bot_id, "update_id": update_id, "body": body,
+        "received_at": utcnow()}, ["bot_id", "update_id"])
+    return new_id is not None
+
+
+def finish_update(session: Session, bot_id: int, update_id: int) -> None:
+    session.execute(update(TelegramUpdate)
+                    .where(TelegramUpdate.bot_id == bot_id,
+                           TelegramUpdate.update_id == update_id,
+                           TelegramUpdate.done_at.is_(None))
+                    .values(done_at=utcnow()))
+
+
+def unfinished_updates(session: Session, bot_id: int) -> list[str]:
+    """The JSON of every update recorded but not done, in update id order."""
+    return list(session.execute(
+        select(TelegramUpdate.body)
+        .where(TelegramUpdate.bot_id == bot_id, TelegramUpdate.done_at.is_(None))
+        .order_by(TelegramUpdate.update_id)).scalars())
+
+
+def prune_updates(session: Session, now: dt.datetime | None = None) -> int:
+    """Delete done updates received more than ``KEEP`` ago; how many went."""
+    cutoff = (now or utcnow()) - KEEP
+    result = session.execute(delete(TelegramUpdate).where(
+        TelegramUpdate.done_at.is_not(None), TelegramUpdate.received_at < cutoff))
+    return result.rowcount or 0
