@@ -1,16 +1,24 @@
 """Telegram adapter: python-telegram-bot's ``Application`` translating to the core.
 
     TELEGRAM_TOKEN=123:abc python -m bot telegram
+    TELEGRAM_API_URL=http://127.0.0.1:8081/bot ...   # a self-hosted Bot API server
 
 Long polling by default; ``[telegram] mode = "webhook"`` in config.toml receives updates
 on ``listen:port`` instead (served with aiohttp, already installed with discord.py, so
-PTB's tornado extra is not needed) after registering ``webhook_url`` with Telegram;
-``TELEGRAM_WEBHOOK_SECRET`` in the environment, if set, must accompany every update.
+PTB's tornado extra is not needed) after registering ``webhook_url`` with Telegram.
+A webhook needs ``TELEGRAM_WEBHOOK_SECRET`` in the environment, which must accompany
+every update; only one listening on loopback alone (behind a proxy) may go without it.
 At start the command list is registered (setMyCommands). Replies are plain text (no
 parse mode: generated text never turns into Markdown), split at 4096 characters; the
 last part of a generated text carries thumbs up / down buttons; "typing" shows while
-the model writes. Edited messages and other bots' commands are ignored (the platform
-convention); any exception is logged once and answered with a short apology.
+the model writes. In groups a reply answers the command message, in its forum topic.
+Edited messages and other bots' commands are ignored (the platform convention); any
+exception is logged once and answered with a short apology.
+
+Delivery (bot/adapters/telegram_delivery.py): Telegram's flood limits are kept, 429s
+waited out and transient failures retried; a reply that still fails is recorded as
+undelivered in its log row. Updates (bot/adapters/telegram_updates.py) are journaled
+before Telegram is told they arrived and finished after a crash; repeats are dropped.
 Admin notices (``Core.notify_admins``) go to each Telegram admin's private chat, whose
 id is the user id (it works once the admin has started a chat with the bot).
 """
@@ -18,28 +26,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import os
 import re
 
-from telegram import (BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update)
+from telegram import BotCommand, Update
 from telegram.constants import ChatAction
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (Application, ApplicationBuilder, CallbackQueryHandler,
                           ContextTypes, MessageHandler, filters)
 
-from bot.core import SORRY, Core, Reply, Request, rating_buttons, split_message
+from bot.adapters.telegram_delivery import (CAPTION_LIMIT, MESSAGE_LIMIT, FloodLimiter,
+                                            Target, keyboard, message_parts, send_reply)
+from bot.adapters.telegram_updates import (JournalingProcessor, JournalingQueue,
+                                           UpdateJournal, UpdateWindow, bot_id_of,
+                                           replay_unfinished)
+from bot.core import SORRY, Core, Reply, Request
+from genmodels.styles import ConfigError
 
+__all__ = ["serve", "build_application", "check_config", "send_reply", "message_parts",
+           "keyboard", "Target", "MESSAGE_LIMIT", "CAPTION_LIMIT"]
 log = logging.getLogger(__name__)
-MESSAGE_LIMIT = 4096  # Telegram's limit for one text message
-CAPTION_LIMIT = 1024  # and for a photo's caption
 TYPING_EVERY_S = 4.0  # Telegram shows "typing" for about 5 s per action
 CONCURRENT_UPDATES = 256  # PTB handles updates one at a time unless told otherwise
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")  # Telegram's rule for menu commands
+SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # Telegram's rule for secret_token
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
 def build_application(core: Core, token: str, base_url: str | None = None) -> Application:
     """The ``Application`` with every handler; ``base_url`` points at a fake server in tests."""
-    builder = ApplicationBuilder().token(token).concurrent_updates(CONCURRENT_UPDATES)
+    journal = UpdateJournal(core.db, bot_id_of(token))
+    builder = (ApplicationBuilder().token(token).rate_limiter(FloodLimiter())
+               .update_queue(JournalingQueue(UpdateWindow(), journal))
+               .concurrent_updates(JournalingProcessor(CONCURRENT_UPDATES, journal)))
     if base_url:
         builder = builder.base_url(base_url).base_file_url(base_url.rstrip("/") + "/file")
     app = builder.build()
@@ -53,43 +76,54 @@ def build_application(core: Core, token: str, base_url: str | None = None) -> Ap
     return app
 
 
+def check_config(settings, env=os.environ) -> None:
+    """``ConfigError`` for a webhook anyone could post forged updates to.
+
+    Without ``TELEGRAM_WEBHOOK_SECRET`` a webhook may only listen on loopback (a proxy
+    in front decides who reaches it); ``python -m bot`` calls this before starting.
+    """
+    if settings.telegram_mode != "webhook":
+        return
+    secret = env.get("TELEGRAM_WEBHOOK_SECRET", "")
+    if secret and not SECRET.match(secret):
+        raise ConfigError("TELEGRAM_WEBHOOK_SECRET: 1 to 256 characters of A-Z, a-z, "
+                          "0-9, _ and - (Telegram's rule)")
+    if not secret and not is_loopback(settings.telegram_listen):
+        raise ConfigError(f"telegram.listen = {settings.telegram_listen!r}: a webhook "
+                          f"open to the network needs TELEGRAM_WEBHOOK_SECRET in the "
+                          f"environment (or listen on 127.0.0.1 behind a proxy)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
 def to_request(update: Update, bot_username: str) -> Request:
     msg, user, chat = update.effective_message, update.effective_user, update.effective_chat
-    # An anonymous group admin posts as the group: its chat id stands in for the user.
-    user_id = str(user.id) if user else str(getattr(msg.sender_chat, "id", chat.id))
-    name = (user.username or user.full_name) if user else ""
+    # An anonymous group admin (or a channel) posts as a chat, and ``from`` is then a
+    # placeholder (GroupAnonymousBot) shared by every such sender: the chat is the user.
+    sender = msg.sender_chat
+    if sender is not None:
+        user_id, name = str(sender.id), sender.title or sender.username or ""
+    elif user is not None:
+        user_id, name = str(user.id), user.username or user.full_name or ""
+    else:
+        user_id, name = str(chat.id), ""
     title = chat.title or chat.username or chat.full_name or ""
-    return Request("telegram", str(chat.id), user_id, user_name=name or "",
+    return Request("telegram", str(chat.id), user_id, user_name=name,
                    chat_name=title, text=msg.text or "", bot_username=bot_username)
 
 
-def keyboard(generation_id: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)
-                                  for label, data in rating_buttons(generation_id)]])
-
-
-async def send_reply(bot, chat_id: int | str, reply: Reply) -> None:
-    """Send a core reply: a photo with caption, then the text in parts, buttons last."""
-    if reply.silent:
-        return
-    markup = keyboard(reply.rate_generation) if reply.rate_generation is not None else None
-    text = reply.text
-    if reply.photo is not None:
-        caption = text if len(text) <= CAPTION_LIMIT else ""
-        await bot.send_photo(chat_id, reply.photo, caption=caption or None,
-                             reply_markup=markup if caption or not text else None)
-        if caption or not text:
-            return
-    parts = message_parts(text) or ["(nothing)"]
-    for i, part in enumerate(parts):
-        await bot.send_message(chat_id, part,
-                               reply_markup=markup if i == len(parts) - 1 else None)
-
-
-async def _keep_typing(bot, chat_id: int) -> None:
+async def _keep_typing(bot, target: Target) -> None:
     with contextlib.suppress(Exception):  # a lost "typing" must never fail a reply
         while True:
-            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+            await bot.send_chat_action(target.chat_id, ChatAction.TYPING,
+                                       message_thread_id=target.thread_id)
             await asyncio.sleep(TYPING_EVERY_S)
 
 
@@ -97,13 +131,17 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     """A command (or a private text) -> the core -> the reply."""
     core: Core = context.bot_data["core"]
     request = to_request(update, context.bot.username or "")
-    chat_id = update.effective_chat.id
-    typing = asyncio.create_task(_keep_typing(context.bot, chat_id))
+    target = Target.of(update.effective_message)
+    typing = asyncio.create_task(_keep_typing(context.bot, target))
     try:
         reply = await core.handle(request)
     finally:
         typing.cancel()
-    await send_reply(context.bot, chat_id, reply)
+    try:
+        await send_reply(context.bot, target, reply)
+    except TelegramError as exc:  # retries spent (telegram_delivery): say so in the log
+        await core.undelivered(reply, f"{type(exc).__name__}: {exc}")
+        raise
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -121,12 +159,16 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: log the exception, answer briefly if there is a chat."""
     log.error("telegram update failed: %r", context.error, exc_info=context.error)
+    error = context.error
+    if isinstance(error, (RetryAfter, NetworkError)) and not isinstance(error, BadRequest):
+        return  # Telegram is flooded or unreachable: an apology would meet the same wall
     if isinstance(update, Update):
         with contextlib.suppress(Exception):
             if update.callback_query is not None:
                 await update.callback_query.answer(SORRY)
-            elif update.effective_chat is not None:
-                await context.bot.send_message(update.effective_chat.id, SORRY)
+            elif update.effective_message is not None:
+                await send_reply(context.bot, Target.of(update.effective_message),
+                                 Reply(SORRY))
 
 
 async def register_commands(app: Application, core: Core) -> None:
@@ -134,14 +176,6 @@ async def register_commands(app: Application, core: Core) -> None:
     menu = [BotCommand(name, desc[:256]) for name, desc in core.commands()
             if COMMAND_NAME.match(name) and desc]
     await app.bot.set_my_commands(menu)
-
-
-def message_parts(text: str) -> list[str]:
-    """Parts within Telegram's limit, which counts UTF-16 units (an emoji is two)."""
-    parts = split_message(text, MESSAGE_LIMIT)
-    if any(len(p.encode("utf-16-le")) // 2 > MESSAGE_LIMIT for p in parts):
-        parts = split_message(text, MESSAGE_LIMIT // 2)
-    return parts
 
 
 def admin_notifier(core: Core, bot):
@@ -159,18 +193,20 @@ def admin_notifier(core: Core, bot):
 async def serve(core: Core, token: str, stop: asyncio.Event,
                 base_url: str | None = None) -> None:
     """Run until ``stop`` is set: polling, or the webhook config.toml asks for."""
+    check_config(core.settings)
+    base_url = base_url or os.environ.get("TELEGRAM_API_URL") or None
     app = build_application(core, token, base_url)
     settings = core.settings
     notify = admin_notifier(core, app.bot)
     async with app:  # initialize (getMe: a bad token fails here) ... shutdown
         await register_commands(app, core)
         await app.start()
+        await replay_unfinished(app)  # what a crash interrupted, before anything new
         if settings.telegram_mode == "webhook":
             runner = await _start_webhook(app, settings)
         else:
             runner = None
-            await app.updater.start_polling(
-                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+            await app.updater.start_polling(allowed_updates=UPDATES)
         core.add_notifier(notify)
         try:
             await stop.wait()
@@ -188,15 +224,20 @@ async def _start_webhook(app: Application, settings):
     from aiohttp import web
 
     secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET") or None
+    if secret is None:  # check_config allowed it: loopback only
+        log.warning("telegram: webhook without TELEGRAM_WEBHOOK_SECRET, accepted because "
+                    "it listens on %s (loopback) only", settings.telegram_listen)
+    expected = (secret or "").encode()
 
     async def receive(request: web.Request) -> web.Response:
-        if secret and request.headers.get("X-Telegram-Bot-Api-Secret-Token") != secret:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if secret and not hmac.compare_digest(given, expected):  # no timing hints
             return web.Response(status=403)
         try:
             update = Update.de_json(await request.json(), app.bot)
         except Exception:  # malformed body: say so, never crash the server
             return web.Response(status=400)
-        await app.update_queue.put(update)
+        await app.update_queue.put(update)  # journaled before Telegram hears 200
         return web.Response()
 
     web_app = web.Application()
@@ -206,5 +247,5 @@ async def _start_webhook(app: Application, settings):
     await runner.setup()
     await web.TCPSite(runner, settings.telegram_listen, settings.telegram_port).start()
     await app.bot.set_webhook(settings.telegram_webhook_url, secret_token=secret,
-                              allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+                              allowed_updates=UPDATES)
     return runner

@@ -1,10 +1,16 @@
 """A fake Telegram Bot API server on 127.0.0.1 for the real python-telegram-bot library.
 
 It serves ``/bot<TOKEN>/<method>``: getUpdates returns the updates a test queued
-(long-polling like Telegram: it waits for one, briefly); sendMessage, sendPhoto,
-sendChatAction, answerCallbackQuery, editMessageReplyMarkup, setMyCommands,
-deleteWebhook, getMe and the rest are recorded in ``calls`` and answered the way
-Telegram answers them. Used by tests/bot/test_telegram.py and bench/chat.py.
+(long-polling like Telegram: it waits for one, briefly; an update stays until a later
+call's ``offset`` confirms it); sendMessage, sendPhoto, sendChatAction,
+answerCallbackQuery, editMessageReplyMarkup, setMyCommands, deleteWebhook, getMe and
+the rest are recorded in ``calls`` and answered the way Telegram answers them. Used by
+tests/bot/test_telegram*.py and bench/chat.py.
+
+Failures as Telegram sends them (https://core.telegram.org/bots/api#making-requests):
+``fail(method, 429, retry_after=1)`` answers "Too Many Requests" with
+``parameters.retry_after``, ``fail(method, 502)`` a gateway error; ``hold(method)``
+leaves calls unanswered (a request lost on the way: not delivered, not recorded).
 
     server = FakeTelegram()
     await server.start()                       # server.base_url -> ApplicationBuilder
@@ -28,6 +34,9 @@ BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Style", "username": "st
             "can_join_groups": True, "can_read_all_group_messages": False,
             "supports_inline_queries": False}
 MAX_POLL_WAIT_S = 0.5  # shorter than Telegram's, so the library stops quickly in tests
+# Telegram's placeholder sender of an anonymous group admin's messages.
+ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group",
+                   "username": "GroupAnonymousBot"}
 
 
 @dataclass
@@ -55,6 +64,12 @@ class FakeTelegram:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.fail_next: dict[str, int] = {}  # method -> how many calls answer 400
+        self.faults: dict[str, list[tuple[int, dict]]] = {}  # method -> (status, params)
+        self.failed: list[tuple[Call, int]] = []  # calls answered with an injected error
+        self.held: list[Call] = []  # calls left unanswered (see hold)
+        self._holding: set[str] = set()
+        self._stopping = asyncio.Event()
+        self.confirmed = 0  # update ids below this were confirmed by an offset
         self.port = 0
 
     @property
@@ -72,6 +87,7 @@ class FakeTelegram:
         return self
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -87,21 +103,32 @@ class FakeTelegram:
         async with self._changed:
             self._changed.notify_all()
 
-    def _chat(self, chat_id: int, chat_type: str) -> dict:
+    def _chat(self, chat_id: int, chat_type: str, forum: bool = False) -> dict:
         if chat_type == "private":
             return {"id": chat_id, "type": "private", "first_name": f"user{chat_id}"}
-        return {"id": chat_id, "type": chat_type, "title": f"group {chat_id}"}
+        return {"id": chat_id, "type": chat_type, "title": f"group {chat_id}",
+                **({"is_forum": True} if forum else {})}
 
     def _user(self, user_id: int) -> dict:
         return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}",
                 "username": f"user{user_id}"}
 
     def message(self, chat_id: int, user_id: int, text: str, chat_type: str = "private",
-                edited: bool = False) -> int:
-        """Queue a text message (a command gets its bot_command entity, like Telegram's)."""
+                edited: bool = False, topic: int | None = None,
+                anonymous: bool = False) -> int:
+        """Queue a text message (a command gets its bot_command entity, like Telegram's).
+
+        ``topic``: sent in that forum topic of a supergroup with topics; ``anonymous``:
+        posted by an anonymous admin (``sender_chat`` is the group, ``from`` the
+        GroupAnonymousBot placeholder).
+        """
+        chat = self._chat(chat_id, chat_type, forum=topic is not None)
         msg = {"message_id": next(self._message_ids), "date": int(time.time()),
-               "chat": self._chat(chat_id, chat_type), "from": self._user(user_id),
-               "text": text}
+               "chat": chat, "from": self._user(user_id), "text": text}
+        if topic is not None:
+            msg.update(message_thread_id=topic, is_topic_message=True)
+        if anonymous:
+            msg.update({"from": ANONYMOUS_ADMIN, "sender_chat": chat})
         if text.startswith("/"):
             msg["entities"] = [{"type": "bot_command", "offset": 0,
                                 "length": len(text.split()[0]) if text.split() else 1}]
@@ -116,6 +143,16 @@ class FakeTelegram:
         return self._queue({"callback_query": {
             "id": str(next(self._update_ids) * 7919), "from": self._user(user_id),
             "chat_instance": str(chat_id), "message": message, "data": data}})
+
+    def fail(self, method: str, status: int, times: int = 1,
+             retry_after: int | None = None) -> None:
+        """Answer the next ``times`` calls of ``method`` with this HTTP error."""
+        params = {"retry_after": retry_after} if retry_after is not None else {}
+        self.faults.setdefault(method, []).extend([(status, params)] * times)
+
+    def hold(self, method: str, on: bool = True) -> None:
+        """Leave calls of ``method`` unanswered from now on (``on=False``: answer again)."""
+        (self._holding.add if on else self._holding.discard)(method)
 
     # ------------------------------------------------------------ what a test reads
 
@@ -141,6 +178,13 @@ class FakeTelegram:
         form = await request.post()
         params = {k: (_decode(v) if isinstance(v, str) else v.file.read())
                   for k, v in form.items()}
+        if method in self._holding:  # never answered: the caller's timeout or kill ends it
+            self.held.append(Call(method, params))
+            await self._notify()
+            await self._stopping.wait()
+            return web.Response(status=503)
+        if self.faults.get(method):
+            return self._fault(method, params, *self.faults[method].pop(0))
         if method != "getUpdates":
             self.calls.append(Call(method, params))
             await self._notify()
@@ -153,12 +197,23 @@ class FakeTelegram:
         result = await handler(params) if handler else True
         return web.json_response({"ok": True, "result": result})
 
+    def _fault(self, method: str, params: dict, status: int, extra: dict) -> web.Response:
+        self.failed.append((Call(method, params), status))
+        description = {429: f"Too Many Requests: retry after {extra.get('retry_after')}",
+                       500: "Internal Server Error", 502: "Bad Gateway"}.get(
+            status, f"Error {status}")
+        body = {"ok": False, "error_code": status, "description": description}
+        if extra:
+            body["parameters"] = extra
+        return web.json_response(body, status=status)
+
     async def _api_getMe(self, params):
         return BOT_USER
 
     async def _api_getUpdates(self, params):
         offset = int(params.get("offset") or 0)
         self.updates = [u for u in self.updates if u["update_id"] >= offset]  # confirmed
+        self.confirmed = max(self.confirmed, offset)
         wait = min(float(params.get("timeout") or 0), MAX_POLL_WAIT_S)
         if not self.updates and wait:
             with_timeout = asyncio.wait_for(self._wait_update(), wait)
@@ -177,6 +232,9 @@ class FakeTelegram:
         chat = self._chat(chat_id, "private" if chat_id > 0 else "group")
         msg = {"message_id": next(self._message_ids), "date": int(time.time()),
                "chat": chat, "from": BOT_USER, **extra}
+        if "message_thread_id" in params:
+            msg.update(message_thread_id=params["message_thread_id"],
+                       is_topic_message=True)
         if "reply_markup" in params:
             msg["reply_markup"] = params["reply_markup"]
         return msg
