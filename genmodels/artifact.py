@@ -149,6 +149,16 @@ def check_weights(weights: dict, cfg: ModelConfig, where: str) -> None:
                                 f"the model config needs {shape}")
 
 
+def check_finite(weights: dict, where: str) -> None:
+    """A NaN or inf weight (a diverged run, a float16 overflow, a flipped bit) makes
+    every text garbage or every step NaN: refuse the model, naming the array."""
+    for name, array in weights.items():
+        if not np.isfinite(array).all():
+            bad = int(array.size - np.isfinite(array).sum())
+            raise ArtifactError(f"{where}: {name} holds {bad} non-finite value(s) "
+                                f"(NaN or inf); refusing this model")
+
+
 def load(path: str | Path) -> Artifact:
     """Load an artifact folder with NumPy only; errors name the file at fault."""
     path = Path(path)
@@ -180,6 +190,7 @@ def load(path: str | Path) -> Artifact:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise ArtifactError(f"{weights_path}: corrupt weights ({exc})") from None
     check_weights(weights, cfg, str(weights_path))
+    check_finite(weights, str(weights_path))
     return Artifact(style=meta.get("style", path.name), vocab=vocab, model_config=cfg,
                     weights=weights, train_config=tcfg, corpus=meta.get("corpus", {}),
                     metrics=meta.get("metrics", {}), version=meta.get("version", ""),

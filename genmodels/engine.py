@@ -13,10 +13,15 @@ A seeded request writes the same text alone or among 64 others (and the same tex
   is ``genmodels/blas_threads.py``'s call).
 * Cancellation: a cancelled future frees its row before the next step.
 * Failure: if a step raises, every caller in that batch gets ``GenerationError`` and the
-  loop goes on with the next requests.
+  loop goes on with the next requests. Any other exception in the loop fails the
+  requests of that step the same way; the loop survives it, counts it
+  (``Stats.errors``, shown by /healthz and /metrics) and logs it once while it repeats.
 * Hot reload: every ``poll_s`` the loop stats ``registry.active_path(style)``; a new
   artifact is loaded in a background thread and new requests go to it, while rows in
-  flight finish on the version they started on (a ``Batch`` per version).
+  flight finish on the version they started on (a ``Batch`` per version). A broken
+  version or marker keeps the loaded version (``genmodels/engine_versions.py``).
+* Health: each loop beats (``heartbeat``) at least every ``HEARTBEAT_S``;
+  ``Engine.health`` says which styles are loaded with a live, recently beating loop.
 
     engine = Engine(); engine.start()
     fut = engine.submit("austen", "It is", SamplingParams(seed=1))  # concurrent Future
@@ -34,11 +39,11 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from genmodels import artifact
-from genmodels.artifact import ArtifactError
 from genmodels.batch import Batch, NumpyBackend, Row, _resolve
 from genmodels.blas_threads import BlasThreads, policy as blas_policy
+from genmodels.engine_stats import LATENCY_BUCKETS_MS, OnceLog, Stats  # noqa: F401 (metrics)
+from genmodels.engine_versions import Versions
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
-from genmodels.registry import active_path
 from genmodels.sampler import STOP_RULES, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -54,126 +59,45 @@ def make_backend(art, name: str = "auto"):
     return NumpyBackend(art)
 
 
-def _fingerprint(path: Path) -> tuple:
-    """Cheap identity of an artifact folder: path and model.json's mtime/size."""
-    try:
-        st = (path / artifact.META_FILE).stat()
-        return (str(path), st.st_mtime_ns, st.st_size)
-    except OSError:
-        return (str(path), None, None)
+HEARTBEAT_S = 1.0  # an idle loop wakes this often, so a stale heartbeat means stuck
+STALE_S = 30.0  # no heartbeat for this long: the loop is not ready (/healthz)
 
 
-LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
-
-
-class Stats:
-    """Counters one loop keeps for /metrics (plain ints: a torn read costs nothing)."""
-
-    def __init__(self):
-        self.requests = {"ok": 0, "busy": 0, "error": 0, "cancelled": 0}
-        self.chars = 0
-        self.steps = 0
-        self.batch_rows = 0  # sum over steps of rows stepped: mean batch = rows / steps
-        self.reloads = 0
-        self.latency_counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # last: +Inf
-        self.latency_sum_ms = 0.0
-
-    def count_gone(self, rows) -> None:
-        """Classify rows that left a batch: cancelled, failed, or done."""
-        for row in rows:
-            fut = row.future
-            if fut.cancelled():
-                self.requests["cancelled"] += 1
-            elif fut.exception() is not None:
-                self.requests["error"] += 1
-            else:
-                self.requests["ok"] += 1
-                done = fut.result()
-                self.observe(done.queued_ms + done.generate_ms)
-
-    def observe(self, ms: float) -> None:
-        i = next((k for k, b in enumerate(LATENCY_BUCKETS_MS) if ms <= b),
-                 len(LATENCY_BUCKETS_MS))
-        self.latency_counts[i] += 1
-        self.latency_sum_ms += ms
-
-
-class ModelLoop:
+class ModelLoop(Versions):
     """One style's model(s), its waiting queue and its stepping thread."""
 
     def __init__(self, style: str, *, max_batch: int = 256, max_queue: int = 256,
                  poll_s: float = 2.0, backend: str = "auto", path: Path | None = None,
-                 blas: BlasThreads | None = None):
+                 shipped: Path | None = None, blas: BlasThreads | None = None,
+                 said: OnceLog | None = None):
         self.style, self.max_batch, self.max_queue = style, max_batch, max_queue
         self.poll_s, self.backend_name = poll_s, backend
         self._blas = blas  # the engine's shared BLAS thread policy (None: leave as is)
-        self._pinned = path  # a fixed artifact folder (tests, benches); else the registry
+        self._pinned, self._shipped = path, shipped
+        self._said = said or OnceLog(log)
         self._cond = threading.Condition()
         self._queue: deque[Row] = deque()
-        self._batches: list[Batch] = []  # oldest version first; new rows join the last
+        self._pending: list[Row] = []  # rows taken from the queue, not yet in a batch
         self._thread: threading.Thread | None = None
         self._running = False
-        self._loading = False
+        self._failures = 0  # loop errors in a row (backoff)
+        self.heartbeat = time.monotonic()
         self.stats = Stats()
-        self._load_now()
-
-    # -- model versions ---------------------------------------------------------------
-    def _path(self) -> Path:
-        return self._pinned or active_path(self.style)
+        # Oldest version first; new rows join the last.
+        self._batches: list[Batch] = [self._load_first()]
 
     def _load(self, path: Path) -> Batch:
         art = artifact.load(path)
         return Batch(art, make_backend(art, self.backend_name), self.max_batch)
 
-    def _load_now(self) -> None:
-        path = self._path()
-        self._fp = _fingerprint(path)
-        try:
-            self._batches.append(self._load(path))
-        except ArtifactError as exc:
-            log.warning("%s: %s", self.style, exc)
-            raise ModelUnavailable(f"the {self.style} model is unavailable") from exc
-
-    @property
-    def version(self) -> str:
-        return self._batches[-1].version
-
-    def reload(self, wait: bool = False) -> None:
-        """Load the active artifact in the background if it changed; ``wait`` blocks."""
-        fp = _fingerprint(self._path())
-        if fp == self._fp or self._loading:
-            return
-        self._loading = True
-        t = threading.Thread(target=self._background_load, args=(fp,), daemon=True,
-                             name=f"reload-{self.style}")
-        t.start()
-        if wait:
-            t.join()
-
-    def _background_load(self, fp: tuple) -> None:
-        try:
-            batch = self._load(Path(fp[0]))
-        except Exception as exc:  # keep serving the old version; say why once
-            log.error("%s: cannot load %s, still serving %s: %s", self.style, fp[0],
-                      self.version, exc)
-            self._fp = fp
-            return
-        finally:
-            self._loading = False
-        with self._cond:
-            self._fp = fp
-            self._batches.append(batch)
-            self.stats.reloads += 1
-            self._cond.notify()
-        log.info("%s: now serving %s (was %s)", self.style, batch.version,
-                 self._batches[-2].version)
-
     # -- requests -----------------------------------------------------------------------
     def submit(self, prime: str, params: SamplingParams, on_chunk=None) -> Future:
-        """Queue a request; raises ``Busy`` at once when the batch and queue are full.
+        """Queue a request; raises ``Busy`` at once when the batch and queue are full,
+        ``ValueError`` for params this model cannot take (top-k above its vocabulary).
 
         ``on_chunk(text)``, if given, is called from the loop thread with each new piece
         of text (the pieces add up to a prefix of the final text)."""
+        params.validate(vocab_size=self.vocab_size)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         # The prime is encoded when the row joins: a reload may change the vocabulary.
         row = Row(prime=prime, dropped="", params=params, seed=seed, context=[],
@@ -193,6 +117,19 @@ class ModelLoop:
     def depth(self) -> tuple[int, int]:
         """(rows stepping, rows waiting)."""
         return sum(len(b) for b in self._batches), len(self._queue)
+
+    def health(self) -> dict:
+        """Ready when the thread runs and beat within ``STALE_S``; what /healthz shows."""
+        age = time.monotonic() - self.heartbeat
+        alive = self._thread is not None and self._thread.is_alive()
+        out = {"ready": alive and age < STALE_S, "version": self.version, "alive": alive,
+               "heartbeat_age_s": round(age, 3), "errors": self.stats.errors,
+               "last_error": self.stats.last_error or None}
+        if not alive:
+            out["reason"] = "its engine loop is not running"
+        elif age >= STALE_S:
+            out["reason"] = f"its engine loop has not beaten for {age:.0f} s"
+        return out
 
     # -- the loop -----------------------------------------------------------------------
     def start(self) -> "ModelLoop":
@@ -219,23 +156,69 @@ class ModelLoop:
             _resolve(self._queue.popleft().future, error=err)
 
     def _run(self) -> None:
+        """Admit, poll, step until stopped; an exception fails that step's requests and
+        the loop goes on with the loaded version."""
         next_poll = time.monotonic() + self.poll_s
         while True:
-            with self._cond:
-                while self._running and not self._queue and not any(self._batches):
-                    self._cond.wait(timeout=max(0.01, next_poll - time.monotonic()))
-                    if time.monotonic() >= next_poll:
-                        break
-                if not self._running:
-                    return
-                self._admit()
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + self.poll_s
-                self.reload()
-            if self._blas is not None and any(self._batches):  # only loops that step
-                self._blas.tick(self.style)
-            for batch in self._batches:
-                self._step(batch)
+            try:
+                next_poll = self._once(next_poll)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any bug
+                self._survive(exc)
+                continue
+            if next_poll is None:
+                return
+            self._failures = 0
+
+    def _once(self, next_poll: float) -> float | None:
+        """One round: wait for work (beating), admit rows, poll if due, step every
+        batch. The next poll time, or None once stopped."""
+        with self._cond:
+            self.heartbeat = now = time.monotonic()
+            while self._running and not self._queue and not any(self._batches):
+                self._cond.wait(timeout=max(0.01, min(HEARTBEAT_S, next_poll - now)))
+                self.heartbeat = now = time.monotonic()
+                if now >= next_poll:
+                    break
+            if not self._running:
+                return None
+            self._admit()
+        if time.monotonic() >= next_poll:
+            next_poll = time.monotonic() + self.poll_s
+            self.reload()
+        if self._blas is not None and any(self._batches):  # only loops that step
+            self._blas.tick(self.style)
+        for batch in self._batches:
+            self._step(batch)
+        return next_poll
+
+    def _survive(self, exc: Exception) -> None:
+        """Count and log (once while it repeats) an exception of the loop, fail every
+        request it may have touched, back off a little if it keeps coming back."""
+        line = self.stats.error(exc)
+        self._said.say(f"{self.style}/loop", logging.ERROR,
+                       f"{self.style}: engine loop error, its requests failed: {line}", exc)
+        err = GenerationError(f"generation failed ({type(exc).__name__}); try again")
+        with self._cond:
+            stepping = {id(r) for b in self._batches for r in b.rows}
+            for row in self._pending:
+                _resolve(row.future, error=err)
+            self.stats.count_gone(r for r in self._pending if id(r) not in stepping)
+            self._pending = []
+            self._batches = [self._emptied(b, err) for b in self._batches]
+        self._failures += 1
+        time.sleep(min(1.0, 0.005 * 2 ** min(self._failures, 8)))
+
+    def _emptied(self, batch: Batch, err: GenerationError) -> Batch:
+        """``batch`` with every row failed; a fresh batch of the same model if its state
+        cannot even be compacted any more."""
+        for row in batch.rows:
+            _resolve(row.future, error=err)
+        try:
+            self.stats.count_gone(batch.admit([]))
+            return batch
+        except Exception:  # noqa: BLE001 - beyond repair: start clean on the same model
+            self.stats.count_gone(batch.rows)
+            return Batch(batch.art, batch.backend, self.max_batch)
 
     def _admit(self) -> None:
         """Free finished/cancelled rows, move waiting rows into the newest batch, and
@@ -243,7 +226,7 @@ class ModelLoop:
         for batch in self._batches:
             self.stats.count_gone(batch.admit([]))
         active = sum(len(b) for b in self._batches)
-        new: list[Row] = []
+        new = self._pending  # failed by _survive if anything below raises
         while self._queue and active + len(new) < self.max_batch:
             row = self._queue.popleft()
             if row.future.cancelled():
@@ -255,6 +238,7 @@ class ModelLoop:
             for row in new:
                 _encode(row, newest)
             newest.admit(new)
+        self._pending = []
         self._batches = [b for b in self._batches[:-1] if len(b)] + [newest]
 
     def _step(self, batch: Batch) -> None:
@@ -263,7 +247,9 @@ class ModelLoop:
         try:
             n = batch.step()
         except Exception as exc:  # every waiter hears about it; the loop goes on
-            log.exception("%s: step failed on %s", self.style, batch.version)
+            line = self.stats.error(exc)
+            self._said.say(f"{self.style}/step", logging.ERROR, f"{self.style}: step "
+                           f"failed on {batch.version}, its requests failed: {line}", exc)
             self.stats.count_gone(batch.fail(
                 GenerationError(f"generation failed ({type(exc).__name__}); try again")))
             return
@@ -287,22 +273,29 @@ class Engine:
 
     def __init__(self, *, max_batch: int = 256, max_queue: int = 256, poll_s: float = 2.0,
                  backend: str = "auto", paths: dict[str, Path] | None = None,
-                 blas_threads: str | int = "auto"):
+                 blas_threads: str | int = "auto", shipped: Path | None = None):
+        """``paths``: style -> a fixed artifact folder (else the registry's active one);
+        ``shipped``: the folder of shipped models (the config's models/)."""
         self.blas = blas_policy(blas_threads)  # the BLAS thread count is global
         self.options = dict(max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
-                            backend=backend, blas=self.blas)
-        self._paths = paths or {}  # style -> fixed artifact folder (else the registry)
+                            backend=backend, blas=self.blas, shipped=shipped,
+                            said=OnceLog(log))
+        self._paths = paths or {}
         self._loops: dict[str, ModelLoop] = {}
+        # style -> (when, why) its model last failed to load: retried after RETRY_S, so a
+        # flood of requests for it does not re-read the disk each time.
+        self._failed: dict[str, tuple[float, str]] = {}
+        self.retry_s = min(float(poll_s), 5.0)
         self._lock = threading.Lock()
         self._running = False
 
     @classmethod
-    def from_settings(cls, cfg: dict) -> "Engine":
+    def from_settings(cls, cfg: dict, **kw) -> "Engine":
         """An engine with config.toml's ``[inference]`` settings
-        (``generation.inference_settings``)."""
+        (``generation.inference_settings``); ``kw`` as for ``Engine``."""
         return cls(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
                    poll_s=float(cfg["poll_s"]), backend=cfg["backend"],
-                   blas_threads=cfg["blas_threads"])
+                   blas_threads=cfg["blas_threads"], **kw)
 
     def start(self) -> "Engine":
         with self._lock:
@@ -321,10 +314,19 @@ class Engine:
     def loop(self, style: str) -> ModelLoop:
         """The style's loop, loading its model on first use (``ModelUnavailable``)."""
         with self._lock:
-            if style not in self._loops:
+            if style in self._loops:
+                return self._loops[style]
+            failed = self._failed.get(style)
+            if failed and time.monotonic() - failed[0] < self.retry_s:
+                raise ModelUnavailable(failed[1])
+            try:
                 loop = ModelLoop(style, path=self._paths.get(style), **self.options)
-                self._loops[style] = loop.start() if self._running else loop
-            return self._loops[style]
+            except ModelUnavailable as exc:
+                self._failed[style] = (time.monotonic(), str(exc))
+                raise
+            self._failed.pop(style, None)
+            self._loops[style] = loop.start() if self._running else loop
+            return loop
 
     def preload(self, styles) -> dict[str, str]:
         """Load these styles now; returns style -> the one-line error for any that failed."""
@@ -352,6 +354,18 @@ class Engine:
 
     def versions(self) -> dict[str, str]:
         return {name: loop.version for name, loop in self.loaded().items()}
+
+    def health(self, styles) -> dict[str, dict]:
+        """style -> ``{"ready": bool, ...}``: ready when loaded with a live loop that beat
+        recently (``ModelLoop.health``); a style not loaded says why."""
+        loops, out = self.loaded(), {}
+        for style in styles:
+            if style in loops:
+                out[style] = loops[style].health()
+            else:
+                why = self._failed.get(style, (0.0, "not loaded yet"))[1]
+                out[style] = {"ready": False, "version": None, "reason": why}
+        return out
 
 
 class EngineClient:

@@ -51,7 +51,9 @@ class GenerationClient(Protocol):
 
 INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 256,
                       "max_queue": 256, "poll_s": 2.0, "backend": "auto",
-                      "blas_threads": "auto"}
+                      "blas_threads": "auto",
+                      # The service's HTTP server (genmodels/service_http.py).
+                      "keepalive_s": 30.0, "read_timeout_s": 10.0, "max_connections": 1024}
 
 
 def inference_settings(path: str | Path | None = None) -> dict:

@@ -2,9 +2,9 @@
 
 Hand-written (the format is a few lines of text) rather than a new dependency:
 requests by outcome, queue depth, rows stepping, mean batch size, characters written
-and their rate since the previous scrape, steps, reloads, the served version, the BLAS
-threads a step uses, and a request latency histogram (milliseconds, submit to last
-character).
+and their rate since the previous scrape, steps, reloads, errors the loop survived,
+whether each loop runs, the served version, the BLAS threads a step uses, and a request
+latency histogram (milliseconds, submit to last character).
 
     curl -s 127.0.0.1:8081/metrics
 """
@@ -50,7 +50,11 @@ def render_metrics(engine: Engine) -> str:
               "chars_total": ("counter", "Characters sampled.", lambda l: l.stats.chars),
               "steps_total": ("counter", "Batched LSTM steps.", lambda l: l.stats.steps),
               "reloads_total": ("counter", "Hot reloads of a new model version.",
-                                lambda l: l.stats.reloads)}
+                                lambda l: l.stats.reloads),
+              "loop_errors_total": ("counter", "Failed steps and loop errors survived.",
+                                    lambda l: l.stats.errors),
+              "loop_ready": ("gauge", "1 if the loop runs and beat recently (/healthz).",
+                             lambda l: int(l.health()["ready"]))}
     for name, (kind, text, get) in gauges.items():
         _help(out, name, kind, text)
         out += [f'{P}{name}{{style="{_label(s)}"}} {get(l)}' for s, l in loops.items()]

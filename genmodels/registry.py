@@ -5,7 +5,8 @@ Shipped models sit in ``models/STYLE/`` (an artifact folder, committed). Retrain
 atomically replacing the marker file ``var/models/STYLE/ACTIVE`` (its text is the
 version folder name). Serving (issue 5) calls ``active_path`` and reloads when the
 answer changes; without a marker, or when it names a missing folder, the shipped model
-is served.
+is served. A marker that cannot be read (not UTF-8, a folder) raises ``MarkerError``;
+``candidates`` lists every version to fall back to, newest first.
 
     python -c "from genmodels.registry import active_path; print(active_path('austen'))"
 """
@@ -17,6 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models"
 MARKER = "ACTIVE"
+META = "model.json"  # genmodels.artifact.META_FILE (not imported: that pulls in NumPy)
+
+
+class MarkerError(ValueError):
+    """The ACTIVE marker exists but cannot be read; the message names the file."""
 
 
 def registry_root() -> Path:
@@ -24,25 +30,56 @@ def registry_root() -> Path:
     return Path(os.environ.get("MODEL_REGISTRY") or ROOT / "var" / "models")
 
 
+def read_marker(style: str, root: Path | None = None) -> str:
+    """The version the marker names ("" without a marker); ``MarkerError`` if broken."""
+    marker = (root or registry_root()) / style / MARKER
+    try:
+        return marker.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise MarkerError(f"{marker}: unreadable marker ({type(exc).__name__})") from None
+
+
 def active_path(style: str, shipped: Path | None = None, root: Path | None = None) -> Path:
     """The artifact folder to serve for ``style`` now."""
     root = root or registry_root()
-    marker = root / style / MARKER
-    try:
-        name = marker.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        name = ""
-    if name and "/" not in name and (root / style / name / "model.json").is_file():
+    name = read_marker(style, root)
+    if name and "/" not in name and (root / style / name / META).is_file():
         return root / style / name
     return (shipped or SHIPPED) / style
 
 
+def candidates(style: str, shipped: Path | None = None, root: Path | None = None) -> list[Path]:
+    """Every folder that may hold a model for ``style``: the registry's versions, newest
+    first (by their model.json's time), then the shipped one. Unchecked: load to see."""
+    folder = (root or registry_root()) / style
+    found = []
+    try:
+        for path in folder.iterdir():
+            try:
+                if not path.name.startswith(".") and (path / META).is_file():
+                    found.append(((path / META).stat().st_mtime_ns, path))
+            except OSError:  # vanished or unreadable meanwhile: not a candidate
+                continue
+    except OSError:  # no registry folder for this style
+        pass
+    return [p for _, p in sorted(found, reverse=True)] + [(shipped or SHIPPED) / style]
+
+
 def activate(style: str, version: str, root: Path | None = None) -> Path:
-    """Point the marker at ``var/models/STYLE/VERSION`` (write temp, then rename)."""
+    """Point the marker at ``var/models/STYLE/VERSION`` (write temp, then rename).
+
+    The version is loaded first: a corrupt one (``ArtifactError``: bad JSON, NaN or inf
+    weights) is refused and the marker keeps pointing at what it pointed at.
+    """
     root = root or registry_root()
     folder = root / style / version
-    if not (folder / "model.json").is_file():
+    if not (folder / META).is_file():
         raise FileNotFoundError(f"{folder}: no model.json, cannot activate")
+    from genmodels import artifact  # NumPy only when promoting: importing this stays light
+
+    artifact.load(folder)
     tmp = root / style / f".{MARKER}.tmp"
     tmp.write_text(version + "\n", encoding="utf-8")
     os.replace(tmp, root / style / MARKER)

@@ -26,6 +26,9 @@ from genmodels.kernel import NumpyLSTM
 
 STOP_RULES = {"end_of_line": "\n", "blank_line": "\n\n", "none": ""}
 MAX_TEMPERATURE = 5.0
+# A positive temperature below this samples like greedy decoding anyway, and a tiny one
+# (1e-300) makes the float32 scale 1/T infinite: ask for 0 (greedy) instead.
+MIN_TEMPERATURE = 0.05
 _NOISE_BLOCK = 256
 
 
@@ -57,24 +60,38 @@ class SamplingParams:
     max_chars: int = 400
     stop: str = "blank_line"  # a key of STOP_RULES
 
-    def validate(self, max_chars_allowed: int | None = None) -> None:
-        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
-            raise ValueError(f"temperature must be between 0 and {MAX_TEMPERATURE:g}, "
-                             f"got {self.temperature:g}")
-        if self.top_k < 0:
-            raise ValueError(f"top-k must be 0 (off) or a positive number, got {self.top_k}")
+    def validate(self, max_chars_allowed: int | None = None,
+                 vocab_size: int | None = None) -> None:
+        """Raise ValueError naming the first bad value. ``max_chars_allowed`` is the
+        style's maximum and ``vocab_size`` the model's (top-k above it means nothing);
+        without them only the absolute bounds are checked."""
+        t = self.temperature
+        if not (t == 0.0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
+            raise ValueError(f"temperature must be 0 (greedy) or between "
+                             f"{MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, got {t:.3g}")
+        top_k_max = 2**63 - 1 if vocab_size is None else vocab_size  # int64 per row
+        if not 0 <= self.top_k <= top_k_max:
+            size = "" if vocab_size is None else " (the model's vocabulary size)"
+            raise ValueError(f"top-k must be 0 (off) or between 1 and {top_k_max}{size}, "
+                             f"got {_short(self.top_k)}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top-p must be in (0, 1], got {self.top_p:g}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ValueError("seed must be a non-negative integer below 2**63")
         if self.max_chars < 1:
-            raise ValueError(f"max-chars must be at least 1, got {self.max_chars}")
+            raise ValueError(f"max-chars must be at least 1, got {_short(self.max_chars)}")
         if max_chars_allowed is not None and self.max_chars > max_chars_allowed:
-            raise ValueError(f"max-chars {self.max_chars} is above this style's maximum "
-                             f"of {max_chars_allowed}")
+            raise ValueError(f"max-chars {_short(self.max_chars)} is above this style's "
+                             f"maximum of {max_chars_allowed}")
         if self.stop not in STOP_RULES:
             raise ValueError(f"unknown stop rule {self.stop!r}; choose one of "
                              f"{', '.join(STOP_RULES)}")
+
+
+def _short(number) -> str:
+    """A number for an error message: a 4,000-digit one is cut to its first digits."""
+    text = str(number)
+    return text if len(text) <= 24 else f"{text[:20]}... ({len(text)} digits)"
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,27 @@
 
     python -m genmodels.service [--host 127.0.0.1] [--port 8081] [--config config.toml]
 
-Routes (JSON unless said otherwise):
+Routes (JSON unless said otherwise; ``GET /openapi.json`` describes them):
 
 * ``POST /v1/generate`` ``{"style": "austen", "prime": "...", "temperature": 0.7,
   "top_k": 0, "top_p": 1.0, "seed": 1, "max_chars": 300, "stop": "blank_line"}`` (only
   ``style`` is required; the rest default from config.toml) -> ``{"text", "prime",
   "dropped", "version", "stop_reason", "seed", "timings": {...}}``.
-  Unknown style 404 (lists the styles); a bad field 400 naming it; malformed JSON 400;
-  body over 64 KiB 413; overload 429 with ``Retry-After``; model missing 503.
+  Unknown style 404 (lists the styles); a bad field, body or header 400 naming it
+  (``genmodels/service_request.py``); body over 64 KiB 413; body slower than
+  ``read_timeout_s`` 408; overload 429 with ``Retry-After``; model missing 503.
   With ``"stream": true`` the answer is NDJSON: ``{"chunk": "..."}`` lines while the
   text is written (they add up to a prefix of it), then the full answer as above.
-* ``GET /v1/styles``, ``GET /healthz``, ``GET /metrics`` (Prometheus text format).
+* ``GET /v1/styles``, ``GET /metrics`` (Prometheus text format), ``GET /openapi.json``.
+* ``GET /healthz``: 200 when every configured style is loaded and its engine loop runs
+  and beat recently, else 503; either way ``{"ok", "not_ready": [...], "styles": {...}}``.
 
 Binds to loopback by default. On any other address the shared secret in
 ``$INFERENCE_SECRET`` is required, and every ``/v1`` call must send it in the
 ``X-Inference-Secret`` header. A client that disconnects mid-generation frees its slot
-(the handler is cancelled, which cancels the request in the engine).
+(the handler is cancelled, which cancels the request in the engine). Server timeouts
+and the connection limit are ``[inference]`` keys (``genmodels/service_http.py``);
+a log line repeated within a minute is counted, not printed (``genmodels/logfilters.py``).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import sys
 
 from aiohttp import web
@@ -34,17 +40,19 @@ from aiohttp import web
 from genmodels.cli import OneLineParser, fail
 from genmodels.engine import Engine
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, inference_settings
+from genmodels.logfilters import RepeatFilter
 from genmodels.metrics import render_metrics
-from genmodels.sampler import SamplingParams
+from genmodels.openapi import SPEC
+from genmodels.service_http import Limits, start_site
+from genmodels.service_request import (FIELDS, MAX_BODY, MAX_PRIME, BadField,  # noqa: F401
+                                       RequestError, check_params, parse_request, read_json)
 from genmodels.styles import ConfigError, StyleBook, load_styles
 
 log = logging.getLogger("genmodels.service")
-MAX_BODY = 64 * 1024
-MAX_PRIME = 4000  # characters; a prime is read one step per character
 SECRET_HEADER = "X-Inference-Secret"
-FIELDS = {"style": str, "prime": str, "temperature": (int, float), "top_k": int,
-          "top_p": (int, float), "seed": int, "max_chars": int, "stop": str, "stream": bool}
+LOG_REPEAT_S = 60.0  # the same log line at most once a minute
 ENGINE, BOOK = web.AppKey("engine", Engine), web.AppKey("book", StyleBook)
+LIMITS = web.AppKey("limits", Limits)
 
 
 def _error(status: int, message: str, **extra) -> web.Response:
@@ -52,65 +60,26 @@ def _error(status: int, message: str, **extra) -> web.Response:
                              headers={"Retry-After": "1"} if status == 429 else None)
 
 
-class BadField(ValueError):
-    """A request field is wrong; the message names it."""
-
-
-def parse_request(body, book: StyleBook) -> tuple[str, str, SamplingParams]:
-    """(style, prime, params) from a request body, or ``BadField``/``KeyError``."""
-    if not isinstance(body, dict):
-        raise BadField("body: expected a JSON object")
-    for key, value in body.items():
-        kind = FIELDS.get(key)
-        if kind is None:
-            raise BadField(f"{key}: unknown field (known: {', '.join(FIELDS)})")
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise BadField(f"{key}: wrong type {type(value).__name__}")
-    if "style" not in body:
-        raise BadField("style: required")
-    style = book.get(body["style"])  # KeyError names the valid styles
-    prime = body.get("prime", "")
-    if len(prime) > MAX_PRIME:
-        raise BadField(f"prime: at most {MAX_PRIME} characters")
-    params = SamplingParams(temperature=float(body.get("temperature", style.temperature)),
-                            top_k=body.get("top_k", book.top_k),
-                            top_p=float(body.get("top_p", book.top_p)),
-                            seed=body.get("seed"),
-                            max_chars=body.get("max_chars", style.default_chars),
-                            stop=body.get("stop", style.stop))
+async def generate(request: web.Request) -> web.StreamResponse:
+    book, engine = request.app[BOOK], request.app[ENGINE]
     try:
-        params.validate(max_chars_allowed=style.max_chars)
-    except ValueError as exc:  # messages name the field ("top-p must be ..."): say which
-        field = next((k for k in ("temperature", "top_k", "top_p", "seed", "max_chars", "stop")
-                      if k.replace("_", "-") in str(exc) or k in str(exc)), "params")
-        raise BadField(f"{field}: {exc}") from None
-    return style.name, prime, params
-
-
-async def generate(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"body too large (at most {MAX_BODY} bytes)")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "body: malformed JSON")
-    book = request.app[BOOK]
-    try:
+        body = await read_json(request, request.app[LIMITS].read_timeout_s)
         style, prime, params = parse_request(body, book)
-    except KeyError as exc:
-        return _error(404, exc.args[0], styles=book.names())
-    except BadField as exc:
-        return _error(400, str(exc))
-    engine, chunks = request.app[ENGINE], asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    on_chunk = (lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text)) \
-        if body.get("stream") else None
-    try:
         model = await engine.aloop(style)
+        check_params(params, vocab_size=model.vocab_size)
+        chunks, loop = asyncio.Queue(), asyncio.get_running_loop()
+        on_chunk = (lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text)) \
+            if body.get("stream") else None
         future = asyncio.wrap_future(model.submit(prime, params, on_chunk))
         if on_chunk:
             return await _stream(request, future, chunks, style)
         return web.json_response(_answer(style, await future))
+    except KeyError as exc:
+        return _error(404, exc.args[0], styles=book.names())
+    except RequestError as exc:
+        return _error(exc.status, str(exc))
+    except ValueError as exc:  # params the model's vocabulary refuses (a hot swap)
+        return _error(400, str(exc))
     except Busy as exc:
         return _error(429, str(exc))
     except ModelUnavailable as exc:
@@ -169,7 +138,11 @@ async def styles(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "loaded": request.app[ENGINE].versions()})
+    """Readiness: 200 only when every configured style is ready, else 503 naming them."""
+    report = request.app[ENGINE].health(request.app[BOOK].names())
+    not_ready = [style for style, h in report.items() if not h["ready"]]
+    return web.json_response({"ok": not not_ready, "not_ready": not_ready, "styles": report},
+                             status=503 if not_ready else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -177,24 +150,35 @@ async def metrics(request: web.Request) -> web.Response:
                         content_type="text/plain", charset="utf-8")
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(SPEC)
+
+
 def _secret_middleware(secret: str):
+    expected = secret.encode("utf-8", "surrogateescape")  # the environment may hold any bytes
+
     @web.middleware
     async def check(request: web.Request, handler):
         if request.path.startswith("/v1/"):
             sent = request.headers.get(SECRET_HEADER, "")
-            if not hmac.compare_digest(sent.encode(), secret.encode()):
+            if not sent.isascii():  # undecodable bytes arrive as surrogates
+                return _error(400, f"{SECRET_HEADER}: must be ASCII")
+            if not hmac.compare_digest(sent.encode("ascii"), expected):
                 return _error(401, f"missing or wrong {SECRET_HEADER} header")
         return await handler(request)
     return check
 
 
-def build_app(engine: Engine, book: StyleBook, secret: str | None = None) -> web.Application:
-    """The aiohttp app; the caller owns the engine (start it before serving)."""
+def build_app(engine: Engine, book: StyleBook, secret: str | None = None,
+              limits: Limits = Limits()) -> web.Application:
+    """The aiohttp app; the caller owns the engine (start it before serving) and serves
+    it with ``service_http.start_site`` (timeouts, connection limit)."""
     app = web.Application(client_max_size=MAX_BODY,
                           middlewares=[_secret_middleware(secret)] if secret else [])
-    app[ENGINE], app[BOOK] = engine, book
+    app[ENGINE], app[BOOK], app[LIMITS] = engine, book, limits
     app.add_routes([web.post("/v1/generate", generate), web.get("/v1/styles", styles),
-                    web.get("/healthz", healthz), web.get("/metrics", metrics)])
+                    web.get("/healthz", healthz), web.get("/metrics", metrics),
+                    web.get("/openapi.json", openapi)])
     return app
 
 
@@ -205,6 +189,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+async def serve(app: web.Application, host: str, port: int, limits: Limits) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection."""
+    runner, bound = await start_site(app, host, port, limits)
+    log.info("listening on http://%s:%d", host, bound)  # --port 0: the port chosen
+    stop, loop = asyncio.Event(), asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter(LOG_REPEAT_S))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,14 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = inference_settings(book.path)
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    engine = Engine.from_settings(cfg).start()
+    _setup_logging()
+    engine = Engine.from_settings(cfg, shipped=book.path.parent / "models").start()
     missing = engine.preload(book.names())  # hold every model we have, ready to serve
     for style, why in missing.items():
         log.warning("%s: %s (requests get 503)", style, why)
+    limits = Limits.from_settings(cfg)
     try:
-        web.run_app(build_app(engine, book, secret), host=args.host, port=args.port,
-                    handler_cancellation=True, print=None, access_log=None)
+        asyncio.run(serve(build_app(engine, book, secret, limits), args.host, args.port,
+                          limits))
     except OSError as exc:
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     finally:

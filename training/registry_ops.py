@@ -33,13 +33,27 @@ def on_disk(row: ModelVersion) -> bool:
     return (Path(row.artifact_path) / "model.json").is_file()
 
 
+def servable(row: ModelVersion) -> bool:
+    """On disk and loads (no NaN or inf weights, readable files): fit to activate."""
+    from genmodels.artifact import ArtifactError, load  # NumPy only when rolling back
+
+    if not on_disk(row):
+        return False
+    try:
+        load(row.artifact_path)
+    except ArtifactError:
+        return False
+    return True
+
+
 def rollback(session: Session, style: str, root: Path | None = None) -> tuple[str, str]:
     """Re-activate the version before the active one; (from_version, to_version).
 
     "Before" is by creation time among versions that were once active and are still on
-    disk, so repeated rollbacks walk back through history instead of flipping between
-    two versions. The DB row and the ACTIVE marker change together: the marker is
-    written after the DB change is flushed, inside the caller's transaction.
+    disk and load (a corrupt one is skipped), so repeated rollbacks walk back through
+    history instead of flipping between two versions. The DB row and the ACTIVE marker
+    change together: the marker is written after the DB change is flushed, inside the
+    caller's transaction.
     """
     current = active_model_version(session, style)
     if current is None:
@@ -48,7 +62,7 @@ def rollback(session: Session, style: str, root: Path | None = None) -> tuple[st
         ModelVersion.style == style, ModelVersion.status == VersionStatus.RETIRED.value,
         ModelVersion.promoted_at.is_not(None), ModelVersion.created_at < current.created_at)
         .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())).scalars()
-    target = next((row for row in earlier if on_disk(row)), None)
+    target = next((row for row in earlier if servable(row)), None)
     if target is None:
         raise NotFound(f"{style} has no earlier version on disk to roll back to")
     promote_model_version(session, target.version)

@@ -1,5 +1,6 @@
 """Helpers for the engine and service tests: a backend whose steps the test releases,
-and the service app on a real loopback port.
+and the service app on a real loopback port (served as ``python -m genmodels.service``
+serves it: ``service_http.start_site``, its timeouts and connection limit).
 
 ``Gate`` wraps the real NumPy backend; each ``step`` waits for a permit, so a test
 decides exactly when the batch advances (no sleeps, no wall-clock assertions), and can
@@ -8,15 +9,16 @@ make a chosen step raise.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import aiohttp
-from aiohttp import web
 
 from genmodels import engine as engine_mod
 from genmodels.batch import NumpyBackend
 from genmodels.engine import Engine
 from genmodels.service import build_app
+from genmodels.service_http import Limits, start_site
 
 WAIT_S = 30.0  # generous: only reached when something is broken
 
@@ -77,18 +79,16 @@ def wait_for(predicate, what: str = "condition") -> None:
 class Server:
     """The service app on an ephemeral loopback port, inside the test's event loop."""
 
-    def __init__(self, engine: Engine, book, secret: str | None = None):
-        self.engine, self.book, self.secret = engine, book, secret
+    def __init__(self, engine: Engine, book, secret: str | None = None,
+                 limits: Limits = Limits()):
+        self.engine, self.book, self.secret, self.limits = engine, book, secret, limits
 
     async def __aenter__(self):
-        self.runner = web.AppRunner(build_app(self.engine, self.book, self.secret),
-                                    handler_cancellation=True)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.http = aiohttp.ClientSession()
+        app = build_app(self.engine, self.book, self.secret, self.limits)
+        self.runner, self.port = await start_site(app, "127.0.0.1", 0, self.limits)
+        self.url = f"http://127.0.0.1:{self.port}"
+        # A hang fails the request (and the test) instead of waiting for pytest-timeout.
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S))
         return self
 
     async def __aexit__(self, *exc):
@@ -104,3 +104,38 @@ class Server:
     async def get(self, path: str):
         async with self.http.get(self.url + path) as r:
             return r.status, await r.text()
+
+    async def raw(self, data: bytes, wait: float = WAIT_S) -> bytes:
+        """Send bytes as they are on a fresh connection; everything read until the
+        server closes it (or ``wait`` passes: then what was read, maybe b"")."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            writer.write(data)
+            await writer.drain()
+            out = b""
+            async with asyncio.timeout(wait):
+                while chunk := await reader.read(65536):
+                    out += chunk
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+        return out
+
+
+def http_request(body: bytes, headers: bytes = b"", path: bytes = b"/v1/generate") -> bytes:
+    """A POST on one connection that closes after the answer; ``headers`` as raw lines."""
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n" + headers + b"\r\n" + body)
+
+
+def status_of(answer: bytes) -> tuple[int, dict | str]:
+    """(status, JSON body or text) of a raw HTTP/1.1 answer; (0, "") for none."""
+    if not answer:
+        return 0, ""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode("utf-8", "replace")

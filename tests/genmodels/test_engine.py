@@ -247,7 +247,8 @@ def test_a_broken_new_version_is_refused_and_the_old_one_served(artifact_factory
     engine = Engine(poll_s=3600, backend="numpy").start()
     try:
         loop = engine.loop("tiny")
-        activate("tiny", "v2")
+        # By hand: activate() itself refuses a version that does not load.
+        (root / "tiny" / "ACTIVE").write_text("v2\n", encoding="utf-8")
         loop.reload(wait=True)
         assert loop.version == good.version and loop.stats.reloads == 0
         assert "cannot load" in caplog.text
