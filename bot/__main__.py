@@ -6,13 +6,17 @@
 
 Beside the adapters it polls for finished training runs and tells the admins
 (bot/notices.py, ``[bot] notify_every_s``). Run ``python -m storage migrate`` first
-(``make run`` does). A bad config, a missing token or a platform that refuses the token
-ends the program with one line on stderr and exit status 2 (1 for a failure while
-running); Ctrl-C or SIGTERM stops it cleanly.
+(``make run`` does). Each adapter runs on its own: one that fails (a dropped connection,
+Discord closing the gateway) is logged and started again with a capped exponential
+backoff while the others keep serving (bot/supervise.py). A bad config or a missing
+token ends the program with one line on stderr and exit status 2, and so does a platform
+refusing the token when no other adapter runs (with others running, only that adapter
+stops, and the exit status is 1); Ctrl-C or SIGTERM stops it cleanly.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
@@ -24,7 +28,6 @@ from bot.logsafe import protect_logs
 from storage.errors import StorageError
 
 ADAPTERS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN", "console": None}
-log = logging.getLogger("bot")
 
 
 def choose(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -62,33 +65,28 @@ async def run(names: list[str]) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread / Windows
             pass
-    tasks = {}
+    adapters = {}
     for name in names:
         module = importlib.import_module(f"bot.adapters.{name}")
         token = os.environ.get(ADAPTERS[name] or "", "")
-        tasks[asyncio.create_task(module.serve(core, token, stop), name=name)] = name
+        # Looked up at each start, so a restarted adapter runs the module's serve.
+        adapters[name] = functools.partial(_serve, module, core, token)
 
     from bot.notices import watch_training  # admin notices of finished training runs
+    from bot.supervise import run_adapters
 
     watcher = asyncio.create_task(watch_training(core, stop), name="training-notices")
-    status = 0
     try:
-        # One adapter ending (console at end of input, or a failure) stops the others.
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        stop.set()
-        for task in asyncio.as_completed(tasks):
-            try:
-                await task
-            except Exception as exc:
-                log.debug("adapter failed", exc_info=True)
-                print(f"bot: {exc.__class__.__name__}: {exc}".splitlines()[0],
-                      file=sys.stderr)
-                status = 1
+        # Each adapter is retried on its own; see bot/supervise.py.
+        return await run_adapters(adapters, stop)
     finally:
         stop.set()
         await watcher
         await core.close()
-    return status
+
+
+async def _serve(module, core, token: str, stop: asyncio.Event) -> None:
+    await module.serve(core, token, stop)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,8 +121,13 @@ def rating_view(generation_id: int) -> discord.ui.View:
     return view
 
 
-class _Client(discord.Client):
-    """discord.Client that knows its adapter (buttons find the core through it)."""
+class _Client(discord.AutoShardedClient):
+    """The client, knowing its adapter (buttons find the core through it).
+
+    AutoSharded: Discord refuses a single connection (close code 4011) once a bot is in
+    2,500 servers; this one opens as many shards as Discord recommends (one for a
+    small bot), so growing past that needs no change.
+    """
 
     def __init__(self, adapter: "DiscordAdapter", intents: discord.Intents) -> None:
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
