@@ -184,6 +184,7 @@ class Handlers:
             self.need_style("", "/temperature STYLE VALUE")
         value = parse_temperature(words[-1])
         old = await self.core.db.run(_set_style_temperature, ctx.request, style.name, value)
+        await self.core.temps.refresh()  # the next text here already uses it
         was = "unset" if old is None else f"{old:g}"
         return Reply(f"Temperature of {style.label} set to {value:g} (was {was}).")
 
@@ -208,6 +209,7 @@ class Handlers:
     async def set_chat_temperature(self, ctx: Context, value: float) -> Reply:
         self.may_set_chat(ctx)
         old = await self.core.db.run(_set_chat_temperature, ctx.request, value)
+        await self.core.temps.refresh()
         was = "" if old is None else f" (was {old:g})"
         return Reply(f"Temperature in this chat set to {value:g}{was}; "
                      f"/temperature reset undoes it.")
@@ -223,6 +225,7 @@ class Handlers:
             style = self.need_style(spec, "/temperature reset [STYLE]")
             old = await self.core.db.run(_clear_temperature, ctx.request, style.name)
             what = style.label
+        await self.core.temps.refresh()
         if old is None:
             return Reply(f"No temperature was set for {what}; nothing to reset.")
         return Reply(f"Temperature for {what} reset (was {old:g}).")

@@ -28,7 +28,6 @@ import numpy as np
 from genmodels.generation import Busy, GenerationClient, GenerationError, make_client
 from genmodels.sampler import SamplingParams
 from genmodels.styles import Style, StyleBook, load_styles
-from storage.bandit import choose_temperature
 from storage.bandit import load_config as load_bandit_config
 from storage.database import Database
 from storage.errors import NotFound, StorageError
@@ -37,9 +36,9 @@ from storage.models import Outcome
 from storage.ratings import rate as store_rating
 from storage.ratings import rating_by
 from storage.records import RequestRecord
-from storage.settings import effective_temperature
 from bot.ratelimit import RateLimiter
 from bot.settings import BotSettings, load_settings
+from bot.temperatures import TemperatureCache
 from bot.text import (RATE_PREFIX, THUMBS_DOWN, THUMBS_UP, dropped_note, parse_command,
                       parse_rating, prime_too_long, rating_buttons, split_message)
 
@@ -112,6 +111,11 @@ class Core:
         self.bandit = load_bandit_config(book.path) if settings.learn_temperature else None
         self.rng = np.random.default_rng()  # bandit draws (NumPy's generator locks itself)
         self.notifiers: list[Notifier] = []  # adapters' pushes to admins (notify_admins)
+        # Replies never wait on the database past settings.db_wait_s: temperatures come
+        # from a snapshot, and log rows are written by tasks (request uid -> task).
+        self.temps = TemperatureCache(lambda *a: self.db.run(*a), book, self.bandit,
+                                      settings.db_wait_s)
+        self._logging: dict[str, asyncio.Task] = {}
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, *, db: Database | None = None,
@@ -122,6 +126,10 @@ class Core:
         return cls(book, db or Database(), client or make_client(book.path), settings)
 
     async def close(self) -> None:
+        await self.temps.close()
+        # Every log row is written (or spooled) before the database closes: each write
+        # is bounded by the database's own timeouts.
+        await asyncio.gather(*self._logging.values(), return_exceptions=True)
         await self.client.close()
         await asyncio.to_thread(self.db.close)
 
@@ -163,6 +171,9 @@ class Core:
         """
         if reply.request_uid is None:
             return
+        pending = self._logging.get(reply.request_uid)
+        if pending is not None:  # its row may not be written yet
+            await asyncio.gather(asyncio.shield(pending), return_exceptions=True)
         try:
             found = await self.db.run(mark_undelivered, reply.request_uid, reason)
         except Exception:
@@ -226,7 +237,7 @@ class Core:
             record.outcome, record.error = Outcome.ERROR.value, repr(exc)
             record.text = None
             reply = Reply(SORRY)
-        logged = await self._log(record)
+        logged = await self._logged(record)
         if record.text is not None and logged is not None:
             if self._rates_by_command(request.platform):  # else it would only grow
                 self._last[(request.platform, request.chat_id, request.user_id)] = \
@@ -263,6 +274,23 @@ class Core:
         if command.admin and not self.is_admin(ctx.request):
             raise UserError(f"Sorry, /{command.name} is for the bot's admins.")
         return await command.handler(ctx)
+
+    async def _logged(self, record: RequestRecord):
+        """Start storing ``record``; its ids if it was stored within ``db_wait_s``.
+
+        Only a generated text waits, for the id its rating buttons carry; any other
+        reply goes at once. A write still running goes on (``close`` waits for it).
+        """
+        task = asyncio.create_task(self._log(record))
+        self._logging[record.uid] = task
+        task.add_done_callback(lambda _: self._logging.pop(record.uid, None))
+        if record.text is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.db_wait_s)
+        except TimeoutError:
+            log.warning("request %s: no rating buttons, the database is slow", record.uid)
+            return None
 
     async def _log(self, record: RequestRecord):
         """Store the request; a storage failure is logged, never shown to the user."""
@@ -320,9 +348,10 @@ class Core:
 
         The one place it is chosen: chat > style > global setting; where nobody fixed
         one, a draw of the ratings bandit (source "bandit: ...", storage/bandit.py), or
-        the config default (source "default") when learning is off.
+        the config default (source "default") when learning is off. From a snapshot of
+        the settings (bot/temperatures.py): no wait on the database.
         """
-        return await self.db.run(_choose_temperature, chat, style, self.rng, self.bandit)
+        return await self.temps.choose(chat, style, self.rng)
 
     async def rollback(self, style: str) -> str:
         """Serve the style's previous model version again; a one-line report.
@@ -344,15 +373,6 @@ def _chat_id(session, request: Request) -> int:
 def _user_id(session, request: Request) -> int:
     return get_or_create_user(session, request.platform, request.user_id or "?",
                               request.user_name)
-
-
-def _choose_temperature(session, request: Request, style: Style, rng, bandit
-                        ) -> tuple[float, str]:
-    chat_id = _chat_id(session, request)
-    found = effective_temperature(session, style.name, chat_id, style.temperature)
-    if found.scope != "default" or bandit is None:
-        return found.value, found.scope
-    return choose_temperature(session, style.name, rng, chat_id=chat_id, config=bandit)
 
 
 def _store_rating(session, request: Request, generation_id: int, value: int):

@@ -37,6 +37,9 @@ class BotSettings:
     # off: the style's temperature from config.toml.
     learn_temperature: bool = True
     notify_every_s: float = 30.0  # how often finished training runs are looked for; 0: never
+    # The longest a reply waits on the database: a generated text for the log row its
+    # rating buttons need, the first request for the temperature settings.
+    db_wait_s: float = 2.0
     # Telegram: "polling" (default) or "webhook" (then webhook_url, listen, port).
     telegram_mode: str = "polling"
     telegram_webhook_url: str = ""
@@ -118,6 +121,7 @@ def settings_from_doc(doc: dict) -> BotSettings:
         max_prime_chars=_number(bot, "max_prime_chars", "bot", 1000, 1, int),
         learn_temperature=learn,
         notify_every_s=_number(bot, "notify_every_s", "bot", 30, 0),
+        db_wait_s=_number(bot, "db_wait_s", "bot", 2.0, 0),
         telegram_mode=mode, telegram_webhook_url=tg.get("webhook_url", ""),
         telegram_listen=str(tg.get("listen", "127.0.0.1")),
         telegram_port=_number(tg, "port", "telegram", 8443, 1, int))

@@ -159,7 +159,15 @@ def choose_temperature(session: Session, style: str, rng: np.random.Generator, *
     if fixed.scope != "default":
         return fixed.value, f"set by an admin ({fixed.scope})"
     config = config or load_config()
-    current = cached_arms(session, style, config)
+    return draw(cached_arms(session, style, config), rng, config)
+
+
+def draw(current: list[Arm], rng: np.random.Generator, config: BanditConfig
+         ) -> tuple[float, str]:
+    """One request's temperature from the arms' evidence, and why; no database work.
+
+    With probability ``explore`` a uniformly random arm, else a Thompson draw.
+    """
     if rng.random() < config.explore:
         arm = current[int(rng.integers(len(current)))]
         return arm.temperature, f"bandit: exploring {arm.temperature:g}"

@@ -19,7 +19,9 @@ our writes in order instead of having them sleep on the busy lock. PostgreSQL ge
 
 Errors: a database that cannot be reached or stays locked is retried a few times with
 backoff, then raises ``StorageUnavailable`` (one log line); a constraint violation
-becomes ``InvalidInput``. ``fn`` must be database work only, safe to run again.
+becomes ``InvalidInput``. ``fn`` must be database work only, safe to run again. Every
+wait is bounded: SQLite's busy timeout, and on PostgreSQL the connect timeout, the
+pool's checkout timeout and a statement (and lock) timeout of a few seconds.
 """
 from __future__ import annotations
 
@@ -35,9 +37,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, OperationalError,
                             ProgrammingError)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from storage.engine import (BUSY_TIMEOUT_MS, ROOT, database_url, describe, make_engine,
-                            session_factory)
+from storage.engine import (BUSY_TIMEOUT_MS, PG_CONNECT_TIMEOUT_S, ROOT, database_url,
+                            describe, make_engine, session_factory)
 from storage.errors import InvalidInput, StorageUnavailable
 from storage.log import Logged, log_request
 from storage.records import RequestRecord
@@ -47,12 +50,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_SPOOL = ROOT / "var" / "spool" / "requests.jsonl"
 BACKOFF_S = (0.05, 0.25, 1.0)
+STATEMENT_TIMEOUT_MS = 5000  # PostgreSQL: a statement, or a wait for a lock, at most this
 MAX_CACHED_IDS = 10_000
 
 
-def _reason(exc: DBAPIError) -> str:
+def _reason(exc: DBAPIError | PoolTimeout) -> str:
     """The driver's message, first line only (no SQL, no parameters)."""
-    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
 
 
 class Database:
@@ -60,12 +65,15 @@ class Database:
 
     def __init__(self, url: str | None = None, *, workers: int = 4, retries: int = 2,
                  spool: str | Path | None = DEFAULT_SPOOL,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 statement_timeout_ms: int = STATEMENT_TIMEOUT_MS):
         self.url = url or database_url()
         sqlite = make_url(self.url).get_backend_name() == "sqlite"
         workers = 1 if sqlite else workers
         kwargs = ({"busy_timeout_ms": busy_timeout_ms} if sqlite
-                  else {"pool_size": workers, "max_overflow": 0})
+                  else {"pool_size": workers, "max_overflow": 0,
+                        "pool_timeout": PG_CONNECT_TIMEOUT_S,
+                        "statement_timeout_ms": statement_timeout_ms})
         self.engine = make_engine(self.url, **kwargs)
         self.sessions = session_factory(self.engine)
         self.retries = min(retries, len(BACKOFF_S))
@@ -88,7 +96,7 @@ class Database:
             try:
                 with self.sessions.begin() as session:
                     return fn(session, *args, **kwargs)
-            except OperationalError as exc:  # unreachable, locked, deadlock, server gone
+            except (OperationalError, PoolTimeout) as exc:  # unreachable, locked, timed out
                 if attempt == self.retries:
                     raise self._unavailable(exc, attempt + 1) from None
                 time.sleep(BACKOFF_S[attempt])
@@ -98,7 +106,7 @@ class Database:
                 raise InvalidInput(f"refused by the database: {_reason(exc)}") from None
         raise AssertionError("unreachable")
 
-    def _unavailable(self, exc: DBAPIError, tries: int) -> StorageUnavailable:
+    def _unavailable(self, exc: DBAPIError | PoolTimeout, tries: int) -> StorageUnavailable:
         log.error("database %s unavailable after %d tries: %s", describe(self.url), tries,
                   _reason(exc))
         return StorageUnavailable(f"database unavailable: {_reason(exc)}")

@@ -79,8 +79,13 @@ def describe(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS, **kwargs) -> Engine:
-    """An engine for ``url`` with our SQLite pragmas or PostgreSQL timeouts."""
+def make_engine(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                statement_timeout_ms: int | None = None, **kwargs) -> Engine:
+    """An engine for ``url`` with our SQLite pragmas or PostgreSQL timeouts.
+
+    ``statement_timeout_ms`` (PostgreSQL) also bounds waiting for a lock; None leaves
+    statements unbounded (migrations may legitimately run long).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -90,6 +95,14 @@ def make_engine(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS, **kwargs) -> E
         _tune_sqlite(engine, busy_timeout_ms)
         return engine
     connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    if statement_timeout_ms is not None:
+        # Appended to the URL's own options (e.g. a search_path), which connect_args
+        # would otherwise replace.
+        own = parsed.query.get("options", "")
+        connect_args["options"] = " ".join(filter(None, (
+            own if isinstance(own, str) else " ".join(own),
+            f"-c statement_timeout={statement_timeout_ms}",
+            f"-c lock_timeout={statement_timeout_ms}")))
     kwargs.setdefault("pool_pre_ping", True)  # survive a PostgreSQL restart
     return create_engine(url, connect_args=connect_args, **kwargs)
 

@@ -5,9 +5,10 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import create_engine, func, insert, select
 
 from storage.database import Database
 from storage.errors import InvalidInput, NotFound, StorageUnavailable
@@ -210,3 +211,36 @@ def test_every_spooled_row_arrives_even_with_a_lone_surrogate(committed, migrate
         stored = set(s.execute(select(Request.prime)).scalars())
     primes[3] = "broken \ufffd byte"  # storable text: the surrogate becomes U+FFFD
     assert stored == set(primes)
+
+
+def test_a_lock_held_elsewhere_is_waited_for_a_bounded_time(committed, migrated_url,
+                                                            backend, record, tmp_path):
+    """Another process holds a lock on the requests table: logging gives up after the
+    busy (SQLite) or statement/lock (PostgreSQL) timeout, spools, and stores once free."""
+    spool = tmp_path / "spool.jsonl"
+    engine = create_engine(migrated_url)
+    locker = engine.connect()
+    if backend == "sqlite":
+        locker.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        locker.begin()
+        locker.exec_driver_sql("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")
+
+    async def main():
+        async with Database(migrated_url, spool=spool, retries=1, busy_timeout_ms=300,
+                            statement_timeout_ms=300) as db:
+            start = time.monotonic()
+            spooled = await db.log_request(record(prime="while locked"))
+            waited = time.monotonic() - start
+            locker.rollback() if backend == "postgresql" else locker.exec_driver_sql(
+                "ROLLBACK")
+            await db.replay_spool()
+            return spooled, waited, requests_count(db)
+
+    try:
+        spooled, waited, count = asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        locker.close()
+        engine.dispose()
+    assert spooled is None and waited < 5, waited
+    assert count == 1
