@@ -5,7 +5,8 @@
   says how many there were. A flood of identical warnings costs one line a minute.
 * ``ClientErrorFilter``: aiohttp logs a malformed request (bad request line, broken
   chunking, an undecodable body) at ERROR with a traceback. That is the client's
-  fault, not a bug: it becomes one WARNING line without the traceback.
+  fault, not a bug: it becomes one WARNING line, without the traceback and without
+  the client's bytes.
 
     handler.addFilter(RepeatFilter(60.0))
     python -m pytest tests/genmodels/test_service_limits.py -q
@@ -64,8 +65,11 @@ class ClientErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, (HttpProcessingError, RequestPayloadError)):
-            why = " ".join(str(exc).split())[:200]
-            record.msg, record.args = f"{_text(record)}: {why}", ()
+            # The kind of problem, without the client's bytes aiohttp quotes after ":",
+            # so a flood of garbage is one repeated line (RepeatFilter), not thousands.
+            text = getattr(exc, "message", None) or str(exc)
+            why = " ".join(str(text).split(":")[0].split())[:100]
+            record.msg, record.args = f"{_text(record)}: {type(exc).__name__}: {why}", ()
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

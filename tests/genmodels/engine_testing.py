@@ -134,6 +134,8 @@ def status_of(answer: bytes) -> tuple[int, dict | str]:
     if not answer:
         return 0, ""
     head, _, body = answer.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1") and body:  # an interim answer (100 Continue)
+        head, _, body = body.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     try:
         return status, json.loads(body)
