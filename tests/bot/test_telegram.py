@@ -127,7 +127,8 @@ def test_long_texts_are_split_and_pictures_sent(chat):
         try:
             async with app:
                 text = "\n".join(f"Line {i} of a long speech." for i in range(400))
-                await telegram.send_reply(app.bot, USER, Reply(text, rate_generation=5))
+                in_topic = telegram.Target(USER, thread_id=9, reply_to=3)
+                await telegram.send_reply(app.bot, in_topic, Reply(text, rate_generation=5))
                 await telegram.send_reply(app.bot, USER, Reply("neurons", photo=b"\x89PNG"))
                 await telegram.send_reply(app.bot, USER, Reply("", silent=True))
         finally:
@@ -136,6 +137,9 @@ def test_long_texts_are_split_and_pictures_sent(chat):
         assert len(parts) == 3 and all(len(p["text"]) <= 4096 for p in parts)
         assert "\n".join(p["text"] for p in parts) == text
         assert [("reply_markup" in p) for p in parts] == [False, False, True]
+        assert [p["message_thread_id"] for p in parts] == [9, 9, 9]  # all in the topic
+        assert [p.get("reply_parameters", {}).get("message_id") for p in parts] == [
+            3, None, None]  # the first part answers the command
         emoji = "\N{THUMBS UP SIGN}" * 3000  # 3000 characters, 6000 UTF-16 units
         assert [len(p) for p in telegram.message_parts(emoji)] == [2048, 952]
         (photo,) = server.sent("sendPhoto")

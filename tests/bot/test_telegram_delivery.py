@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from bot.adapters import telegram, telegram_delivery
+from bot.adapters.telegram_updates import UpdateWindow
 from fake_telegram import ANONYMOUS_ADMIN, TOKEN, FakeTelegram
 from genmodels.styles import ConfigError
 from storage.models import Request as RequestRow, User
@@ -201,3 +202,10 @@ def test_the_same_update_posted_twice_is_answered_and_logged_once(
     assert "without TELEGRAM_WEBHOOK_SECRET, accepted because it listens on 127.0.0.1" \
         in caplog.text
     assert chat.count(RequestRow) == 1
+
+
+def test_the_update_window_remembers_the_last_ids_only():
+    window = UpdateWindow(size=3)
+    assert [window.seen(i) for i in (1, 2, 1, 3, 4)] == [False, False, True, False, False]
+    assert window.seen(1) is False  # pushed out by 4: memory stays bounded
+    assert [window.seen(i) for i in (3, 4, 1)] == [True, True, True]
