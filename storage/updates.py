@@ -3,7 +3,8 @@
 An update is recorded before Telegram is told it arrived and marked done once it has
 been answered; what is still unfinished at start was interrupted by a crash and is
 handled again. A second record of the same (bot, update id) is refused, so an update
-Telegram delivers twice is answered once. Done rows are pruned after ``KEEP``.
+Telegram delivers twice is answered once. Rows older than ``KEEP`` are pruned, finished
+or not: nobody wants the answer to a message from days ago.
 
     new = record_update(session, bot_id, update_id, json_text)   # False: seen before
     finish_update(session, bot_id, update_id)
@@ -19,8 +20,8 @@ from sqlalchemy.orm import Session
 from storage.models import TelegramUpdate, utcnow
 from storage.upsert import insert_ignore
 
-# Telegram keeps an unconfirmed update for 24 hours; a done row older than that can
-# never be redelivered, so it is no longer needed to recognise a repeat.
+# Telegram keeps an unconfirmed update for 24 hours: an older one is never redelivered,
+# so its row is no longer needed to recognise a repeat.
 KEEP = dt.timedelta(hours=48)
 
 
@@ -49,8 +50,8 @@ def unfinished_updates(session: Session, bot_id: int) -> list[str]:
 
 
 def prune_updates(session: Session, now: dt.datetime | None = None) -> int:
-    """Delete done updates received more than ``KEEP`` ago; how many went."""
+    """Delete updates received more than ``KEEP`` ago; how many went."""
     cutoff = (now or utcnow()) - KEEP
     result = session.execute(delete(TelegramUpdate).where(
-        TelegramUpdate.done_at.is_not(None), TelegramUpdate.received_at < cutoff))
+        TelegramUpdate.received_at < cutoff))
     return result.rowcount or 0

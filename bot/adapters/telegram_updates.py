@@ -65,8 +65,8 @@ class UpdateWindow:
 class UpdateJournal:
     """Received updates in the database until answered (table ``telegram_updates``).
 
-    A database outage must not silence the bot: the update is then handled without a
-    record (a warning says so), as it was before the journal existed.
+    The journal must never silence the bot: when it cannot write (the database is down),
+    the update is handled without a record, and a warning says so.
     """
 
     def __init__(self, db: Database, bot_id: int):
@@ -77,7 +77,7 @@ class UpdateJournal:
         try:
             return await self.db.run(record_update, self.bot_id, update.update_id,
                                      update.to_json())
-        except StorageError as exc:
+        except Exception as exc:  # StorageError, or anything else: answer regardless
             log.warning("telegram update %d not journaled (%s): a crash now loses it",
                         update.update_id, exc)
             return True
@@ -85,7 +85,7 @@ class UpdateJournal:
     async def done(self, update_id: int) -> None:
         try:
             await self.db.run(finish_update, self.bot_id, update_id)
-        except StorageError as exc:
+        except Exception as exc:
             log.warning("telegram update %d answered but not marked done (%s): it is "
                         "answered again after a restart", update_id, exc)
 
