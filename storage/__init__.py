@@ -16,6 +16,7 @@ model versions and training runs, on SQLite by default or PostgreSQL.
 | ``versions`` | model versions (candidate / active / retired) and training runs |
 | ``records``  | ``RequestRecord`` and the rules for storing text (NUL, length limits) |
 | ``spool``    | request logs kept on disk while the database is down |
+| ``updates``  | received Telegram updates until answered (at-least-once delivery) |
 
 Repository functions take an open ``Session`` as their first argument and only flush;
 whoever opened the session owns the transaction (``Database.run`` in the bot, a
