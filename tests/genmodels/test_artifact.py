@@ -142,6 +142,11 @@ CORRUPTIONS = {
         d, lambda w: w.pop("dense/bias"))),
     "hidden size changed": ("weights.npz", "shape", lambda d: _edit_meta(
         d, lambda m: m["model_config"].update(hidden=m["model_config"]["hidden"] + 1))),
+    "a NaN weight": ("weights.npz", "lstm_0/recurrent_kernel holds 1 non-finite", lambda d:
+                     _rewrite_weights(d, lambda w: w["lstm_0/recurrent_kernel"].__setitem__(
+                         (0, 0), np.nan))),
+    "inf weights": ("weights.npz", "embedding holds 2 non-finite", lambda d: _rewrite_weights(
+        d, lambda w: w["embedding"].__setitem__((0, slice(0, 2)), np.inf))),
 }
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -116,6 +117,18 @@ def test_rollback_skips_removed_and_never_promoted_versions(sessions, root,
         rollback(s, "tiny")
     with sessions.begin() as s, pytest.raises(NotFound, match="no active"):
         rollback(s, "sotu")
+
+
+def test_rollback_skips_a_version_that_does_not_load(sessions, root, artifact_factory):
+    v0, v1, v2 = publish(sessions, root, artifact_factory, 3)
+    weights = root / "tiny" / v1 / "weights.npz"
+    with np.load(weights) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["dense/bias"][0] = np.nan  # a corrupt version: activating it would serve NaN
+    np.savez(weights, **arrays)
+    with sessions.begin() as s:
+        assert rollback(s, "tiny") == (v2, v0)
+    assert registry.read_marker("tiny") == v0 and served_version("tiny") == v0
 
 
 def test_prune_keeps_the_newest_and_the_active(sessions, root, artifact_factory):
