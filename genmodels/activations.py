@@ -77,7 +77,7 @@ def trace(art: Artifact, text: str, start: str = "\n",
     n_layers, hid = art.model_config.n_layers, art.model_config.hidden
     hidden = [np.empty((len(ids), hid), np.float32) for _ in range(n_layers)]
     cell = [np.empty((len(ids), hid), np.float32) for _ in range(n_layers)]
-    state = lstm.zero_state(1)
+    state = lstm.start_state(1)
     step = np.zeros(1, dtype=np.intp)
     for i in vocab.encode(start).ids:  # the sampler's start context, not recorded
         step[0] = i

@@ -6,7 +6,8 @@ Layout of an artifact folder::
                   corpus sha256, metrics (val loss nats/char and bits/char, training
                   seconds, history), created-at, parent version
     weights.npz   NumPy arrays named embedding, lstm_<i>/{kernel,recurrent_kernel,bias},
-                  dense/{kernel,bias} (Keras layouts, gate order i, f, c, o)
+                  dense/{kernel,bias} (Keras layouts, gate order i, f, c, o), and
+                  optionally start/{h,c}_<i>: the state generation starts from
     loss.png      loss curve (optional, written by training)
 
 Loading uses NumPy only (never TensorFlow). Saving is atomic: the folder is written
@@ -44,6 +45,11 @@ def weight_names(cfg: ModelConfig) -> list[str]:
     for i in range(cfg.n_layers):
         names += [f"lstm_{i}/kernel", f"lstm_{i}/recurrent_kernel", f"lstm_{i}/bias"]
     return names + ["dense/kernel", "dense/bias"]
+
+
+def start_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The optional warmed start state: h and c of each layer after reading real text."""
+    return {f"start/{k}_{i}": (cfg.hidden,) for i in range(cfg.n_layers) for k in "hc"}
 
 
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -143,6 +149,12 @@ def check_weights(weights: dict, cfg: ModelConfig, where: str) -> None:
     missing = [k for k in expected if k not in weights]
     if missing:
         raise ArtifactError(f"{where}: missing weights {', '.join(missing)}")
+    start = start_shapes(cfg)
+    if any(k in weights for k in start):  # all of the start state or none of it
+        missing = [k for k in start if k not in weights]
+        if missing:
+            raise ArtifactError(f"{where}: missing start state {', '.join(missing)}")
+        expected = expected | start
     for name, shape in expected.items():
         if tuple(weights[name].shape) != shape:
             raise ArtifactError(f"{where}: {name} has shape {tuple(weights[name].shape)}, "

@@ -40,19 +40,15 @@ class NumpyBackend:
         self.lstm = NumpyLSTM(art.weights, art.model_config)
 
     def new_state(self, n: int):
-        return self.lstm.zero_state(n)
+        return self.lstm.start_state(n)
 
     def step(self, ids: np.ndarray, state) -> np.ndarray:
         """(n,) ids -> (n, V) float32 logits, C-contiguous; the state advances."""
         return np.ascontiguousarray(self.lstm.step_columns(ids, state).T)
 
     def resize(self, state, keep: np.ndarray, add: int):
-        """Keep the columns ``keep`` (in that order), then append ``add`` zero columns."""
-        for arrays in (state.x, state.c):
-            for i, a in enumerate(arrays):
-                kept = a[:, keep]
-                arrays[i] = np.hstack([kept, np.zeros((a.shape[0], add), a.dtype)]) \
-                    if add else np.ascontiguousarray(kept)
+        """Keep the columns ``keep`` (in that order), then append ``add`` fresh streams."""
+        state.resize(keep, add)
         return state
 
 

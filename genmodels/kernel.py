@@ -14,7 +14,7 @@ This is the CPU inference path; it reproduces the Keras model's logits (tests ch
 Usage::
 
     lstm = NumpyLSTM(artifact.weights, artifact.model_config)
-    state = lstm.zero_state(batch=4)
+    state = lstm.start_state(batch=4)   # the artifact's warmed start, or zeros
     logits = lstm.step(np.array([3, 1, 4, 1]), state)   # (4, vocab); state advances
 """
 from __future__ import annotations
@@ -33,11 +33,15 @@ class State:
     holds just h_0, its input comes from the table). ``c[i]`` is the cell state.
     """
 
-    def __init__(self, cfg: ModelConfig, batch: int):
+    def __init__(self, cfg: ModelConfig, batch: int, start: list[np.ndarray] | None = None):
         hid = cfg.hidden
         self.hidden = hid
         self.x = [np.zeros(((hid if i else 0) + hid, batch), F32) for i in range(cfg.n_layers)]
         self.c = [np.zeros((hid, batch), F32) for _ in range(cfg.n_layers)]
+        # Column vectors matching x + c that a fresh stream starts from (None: zeros).
+        self.start = start
+        if start is not None:
+            self.reset()
 
     @property
     def batch(self) -> int:
@@ -48,9 +52,34 @@ class State:
         return self.x[layer][-self.hidden:]
 
     def reset(self, cols=slice(None)) -> None:
-        """Zero the state of the given streams (columns)."""
-        for a in self.x + self.c:
-            a[:, cols] = 0.0
+        """Put the given streams (columns) back to the start state."""
+        if isinstance(cols, (int, np.integer)):
+            cols = [cols]  # keep the column axis, so start vectors broadcast
+        for i, a in enumerate(self.x + self.c):
+            a[:, cols] = 0.0 if self.start is None else self.start[i]
+
+    def resize(self, keep: np.ndarray, add: int) -> None:
+        """Keep the columns ``keep`` (in that order), then append ``add`` fresh streams."""
+        arrays = self.x + self.c
+        for i, a in enumerate(arrays):
+            kept = a[:, keep]
+            if add:
+                fresh = np.zeros((a.shape[0], add), a.dtype)
+                fresh[:] = 0.0 if self.start is None else self.start[i]
+                kept = np.hstack([kept, fresh])
+            arrays[i] = np.ascontiguousarray(kept)
+        n = len(self.x)
+        self.x, self.c = arrays[:n], arrays[n:]
+
+
+def _start_columns(w: dict[str, np.ndarray], cfg: ModelConfig) -> list[np.ndarray] | None:
+    """The stored start state as column vectors laid out like ``State.x + State.c``."""
+    if "start/h_0" not in w:
+        return None
+    h = [w[f"start/h_{i}"].astype(F32) for i in range(cfg.n_layers)]
+    xs = [h[0]] + [np.concatenate([h[i - 1], h[i]]) for i in range(1, cfg.n_layers)]
+    cs = [w[f"start/c_{i}"].astype(F32) for i in range(cfg.n_layers)]
+    return [v[:, None].copy() for v in xs + cs]
 
 
 class NumpyLSTM:
@@ -78,9 +107,18 @@ class NumpyLSTM:
             self.bias.append(prep(w[f"lstm_{i}/bias"])[:, None].copy())
         self.dense_t = np.ascontiguousarray(w["dense/kernel"].T)  # (V, H)
         self.dense_b = w["dense/bias"][:, None].copy()
+        self.start = _start_columns(w, cfg)
 
     def zero_state(self, batch: int = 1) -> State:
         return State(self.cfg, batch)
+
+    def start_state(self, batch: int = 1) -> State:
+        """Where generation begins: the artifact's warmed state if it has one, else zeros.
+
+        Training never shows the model a zero state mid-text, so an artifact stores the
+        state reached after reading real text (``genmodels.artifact.START_KEYS``).
+        """
+        return State(self.cfg, batch, self.start)
 
     def _cell(self, z: np.ndarray, state: State, layer: int) -> None:
         """Gate non-linearities and the (h, c) update, in place. z: (4H, B) pre-acts."""

@@ -9,9 +9,10 @@ of Gumbel noise per character. Same seed + params + model = same text on any mac
 principle flip a choice between two ids whose noisy scores are within ~1e-6 of each
 other).
 
-Start context: the style's stop sequence (a newline for one-story-per-line corpora, a
-blank line for prose) is fed before the prime, so an empty prime starts a fresh
-story/paragraph, and a user's prime is read as the start of one.
+Start context: from the artifact's warmed start state (the state after reading real
+text, see ``NumpyLSTM.start_state``), the style's stop sequence (a newline for
+one-story-per-line corpora, a blank line for prose) is fed before the prime, so an empty
+prime starts a fresh story/paragraph, and a user's prime is read as the start of one.
 """
 from __future__ import annotations
 
@@ -151,7 +152,7 @@ class Sampler:
         stop = STOP_RULES[params.stop]
         encoded = self.vocab.encode(prime)
         context = self.vocab.encode(stop or "\n").ids + encoded.ids
-        state = self.lstm.zero_state(1)
+        state = self.lstm.start_state(1)
         ids = np.zeros(1, dtype=np.intp)
         for i in context[:-1]:  # the last context char is fed in the loop below
             ids[0] = i

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from genmodels.config import ModelConfig, TrainConfig
@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.toml"
 STYLE_KEYS = {"command", "variant", "corpus", "description", "stop", "default_chars",
               "max_chars", "temperature", "model", "training", "exclude_heldout_of"}
+BASE_KEYS = {"styles", "description", "model", "training"}
+# A base model's corpus is written from its styles' training parts (training/base_corpus.py).
+BASE_CORPORA = Path("var") / "corpora"
 
 
 class ConfigError(Exception):
@@ -43,6 +46,8 @@ class Style:
     training: TrainConfig = field(default_factory=TrainConfig)
     exclude_heldout_of: tuple[str, ...] = ()
     model_dir: Path = Path()
+    # A base model (``[bases.NAME]``): the styles whose training parts make its corpus.
+    sources: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -51,12 +56,17 @@ class Style:
 
 @dataclass(frozen=True)
 class StyleBook:
-    """Every style in config.toml, plus the sampling defaults."""
+    """Every style in config.toml, plus the sampling defaults.
+
+    ``bases`` are the language models that styles fine-tune from; they have no chat
+    command and are never served, so only ``get`` and training see them.
+    """
 
     styles: dict[str, Style]
     top_k: int = 0
     top_p: float = 1.0
     path: Path = DEFAULT_CONFIG
+    bases: dict[str, Style] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return list(self.styles)
@@ -75,9 +85,21 @@ class StyleBook:
                        f"{', '.join(variants)} (or none)")
 
     def get(self, name: str) -> Style:
+        if name in self.bases:
+            return self.bases[name]
         if name not in self.styles:
             raise KeyError(f"unknown style {name!r}; choose one of {', '.join(self.styles)}")
         return self.styles[name]
+
+    def training_order(self) -> list[Style]:
+        """Bases and styles, each after the model it fine-tunes from (``make models``)."""
+        every = self.bases | self.styles
+
+        def depth(style: Style) -> int:
+            parent = style.training.parent
+            return 0 if not parent else 1 + depth(every[parent])
+
+        return sorted(every.values(), key=depth)
 
 
 def _need(table: dict, key: str, kind, where: str):
@@ -102,14 +124,14 @@ def _table(value, where: str) -> dict:
     return value
 
 
-def _style(name: str, table: dict, doc: dict, base: Path) -> Style:
+def _style(name: str, table: dict, doc: dict, base: Path, need_corpus: bool = True) -> Style:
     where = f"styles.{name}"
     table = _table(table, where)
     unknown = sorted(set(table) - STYLE_KEYS)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(STYLE_KEYS))})")
     corpus = base / _need(table, "corpus", str, where)
-    if not corpus.is_file():
+    if need_corpus and not corpus.is_file():
         raise ConfigError(f"{where}.corpus: file {corpus} not found")
     stop = table.get("stop", "blank_line")
     if stop not in STOP_RULES:
@@ -139,8 +161,32 @@ def _style(name: str, table: dict, doc: dict, base: Path) -> Style:
                  model_dir=base / "models" / name)
 
 
-def _check_links(styles: dict[str, Style]) -> None:
+def _base(name: str, table: dict, doc: dict, root: Path) -> Style:
+    """A ``[bases.NAME]`` table: a language model over several styles' training text."""
+    where = f"bases.{name}"
+    table = _table(table, where)
+    unknown = sorted(set(table) - BASE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(BASE_KEYS))})")
+    sources = table.get("styles")
+    if not (isinstance(sources, list) and sources and all(isinstance(x, str) for x in sources)):
+        raise ConfigError(f"{where}.styles: expected a list of style names, got {sources!r}")
+    fake = {"command": "", "corpus": "", "description": table.get("description", name),
+            "default_chars": 1, "max_chars": 1} | {k: table[k] for k in ("model", "training")
+                                                  if k in table}
+    style = _style(name, fake, doc, root, need_corpus=False)
+    return replace(style, corpus=root / BASE_CORPORA / f"{name}.txt", sources=tuple(sources),
+                   model_dir=root / "models" / f"base_{name}")
+
+
+def _check_links(styles: dict[str, Style], bases: dict[str, Style]) -> None:
     seen: dict[tuple[str, str], str] = {}
+    for base in bases.values():
+        for source in base.sources:
+            if source not in styles:
+                raise ConfigError(f"bases.{base.name}.styles: no style {source!r}")
+        if base.name in styles:
+            raise ConfigError(f"bases.{base.name}: a style has that name already")
     for style in styles.values():
         key = (style.command, style.variant)
         if key in seen:
@@ -148,7 +194,7 @@ def _check_links(styles: dict[str, Style]) -> None:
                               f"used by styles.{seen[key]}")
         seen[key] = style.name
         parent = style.training.parent
-        if parent and parent not in styles:
+        if parent and parent not in styles and parent not in bases:
             raise ConfigError(f"styles.{style.name}.training.parent: no style {parent!r}")
         for other in style.exclude_heldout_of:
             if other not in styles:
@@ -177,12 +223,14 @@ def styles_from(path: Path, doc: dict) -> StyleBook:
     if not isinstance(tables, dict) or not tables:
         raise ConfigError("styles: no styles declared")
     styles = {name: _style(name, table, doc, path.parent) for name, table in tables.items()}
-    _check_links(styles)
+    bases = {name: _base(name, table, doc, path.parent)
+             for name, table in _table(doc.get("bases", {}), "bases").items()}
+    _check_links(styles, bases)
     sampling = doc.get("sampling", {})
     top_k, top_p = sampling.get("top_k", 0), sampling.get("top_p", 1.0)
     if not isinstance(top_k, int) or top_k < 0:
         raise ConfigError("sampling.top_k: must be an integer >= 0")
     if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
         raise ConfigError("sampling.top_p: must be in (0, 1]")
-    return StyleBook(styles=styles, top_k=top_k, top_p=float(top_p), path=path)
+    return StyleBook(styles=styles, top_k=top_k, top_p=float(top_p), path=path, bases=bases)
 

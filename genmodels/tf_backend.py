@@ -68,6 +68,9 @@ class TFBackend:
             self.recs = [const(w[f"lstm_{i}/recurrent_kernel"]) for i in range(n)]
             self.biases = [const(w[f"lstm_{i}/bias"]) for i in range(n)]
             self.dense, self.dense_b = const(w["dense/kernel"]), const(w["dense/bias"])
+            # One (1, hidden) row per h then c of each layer: the artifact's start state.
+            self.start = [const(np.asarray(w.get(f"start/{k}_{i}", np.zeros(hid)))[None])
+                          for k in "hc" for i in range(n)]
         spec = tf.TensorSpec([None, hid], tf.float32)
         # One trace for every batch size: the row dimension is left open.
         self._step = tf.function(self._step_impl, input_signature=[
@@ -90,8 +93,8 @@ class TFBackend:
     def new_state(self, n: int) -> TFState:
         tf, hid = self.tf, self.cfg.hidden
         with tf.device(self.device):
-            zeros = [tf.zeros([n, hid], tf.float32) for _ in range(2 * self.cfg.n_layers)]
-        return TFState(zeros[:self.cfg.n_layers], zeros[self.cfg.n_layers:])
+            rows = [tf.tile(row, [n, 1]) for row in self.start]
+        return TFState(rows[:self.cfg.n_layers], rows[self.cfg.n_layers:])
 
     def step(self, ids: np.ndarray, state: TFState) -> np.ndarray:
         """(n,) ids -> (n, V) float32 logits on the host; the state advances on device."""
@@ -100,11 +103,12 @@ class TFBackend:
         return np.ascontiguousarray(logits.numpy())
 
     def resize(self, state: TFState, keep: np.ndarray, add: int) -> TFState:
-        """Keep rows ``keep`` (in that order), then append ``add`` zero rows."""
-        tf = self.tf
+        """Keep rows ``keep`` (in that order), then append ``add`` fresh rows."""
+        tf, n = self.tf, self.cfg.n_layers
         idx = np.asarray(keep, np.int32)
         with tf.device(self.device):
-            def fix(t):
+            def fix(t, start):
                 kept = tf.gather(t, idx)
-                return tf.concat([kept, tf.zeros([add, t.shape[1]], t.dtype)], 0) if add else kept
-            return TFState([fix(t) for t in state.h], [fix(t) for t in state.c])
+                return tf.concat([kept, tf.tile(start, [add, 1])], 0) if add else kept
+            return TFState([fix(t, s) for t, s in zip(state.h, self.start[:n])],
+                           [fix(t, s) for t, s in zip(state.c, self.start[n:])])

@@ -4,7 +4,7 @@
                                    [--init DIR] [--learning-rate LR]
     python -m training evaluate STYLE [--model DIR] [--widen-vocab]
                                            # last line: val_loss_nats=<f> bits_per_char=<f>
-    python -m training train-all           # every style, parents before their variants
+    python -m training train-all           # bases, then every style after its parent
     python -m training report              # Markdown table of the shipped models
 
 Bad input (unknown style, corrupt artifact, empty corpus, ...) prints one line that
@@ -114,8 +114,8 @@ def _train_all(book, args) -> None:
     import_tensorflow_quietly()
     from training.train import Run
 
-    # Styles that fine-tune from a parent come after the parent is published.
-    for style in sorted(book.styles.values(), key=lambda s: bool(s.training.parent)):
+    # Bases first, then each style after the model it fine-tunes from is published.
+    for style in book.training_order():
         Run(style, book).train()
 
 

@@ -26,8 +26,10 @@ from genmodels import artifact as artifacts
 from genmodels import widen
 from genmodels.config import ModelConfig, TrainConfig
 from genmodels.keras_model import build_model, get_weights, set_weights
+from genmodels.sampler import STOP_RULES
 from genmodels.styles import Style, StyleBook
 from genmodels.vocab import Vocabulary
+from training import base_corpus, warm
 from training import corpus as corpora
 from training.data import train_dataset
 from training.evaluate import bits, val_loss
@@ -141,6 +143,8 @@ class Run:
         self.dir = runs_dir / style.name
         self.out_dir = out_dir or style.model_dir
         self.parent = None
+        if style.sources:  # a base model: its corpus is written from its styles' text
+            base_corpus.build(style, book)
         _, _, chars = corpora.scan(style.corpus)
         if init is not None or self.cfg.parent:
             # ``init``: continue from any artifact (the scheduler passes the style's
@@ -205,6 +209,9 @@ class Run:
         dtype = np.dtype(self.cfg.weights_dtype)
         weights = {k: v.astype(dtype).astype(np.float32) for k, v in weights.items()}
         val = val_loss(weights, self.model_cfg, self.val_ids)
+        stop = self.vocab.encode(STOP_RULES[self.style.stop] or "\n").ids
+        weights |= warm.start_state(weights, self.model_cfg,
+                                    corpora.read_ids(self.data.train_path), stop)
         art = artifacts.Artifact(
             style=self.style.name, vocab=self.vocab, model_config=self.model_cfg,
             weights=weights, train_config=self.cfg,
