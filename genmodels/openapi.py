@@ -12,7 +12,8 @@ from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE, STOP_RULES
 from genmodels.service_request import MAX_BODY, MAX_PRIME
 
 _ERROR = {"type": "object", "required": ["error"],
-          "properties": {"error": {"type": "string", "description": "One line naming the problem."},
+          "properties": {"error": {"type": "string",
+                                   "description": "One line naming the problem."},
                          "styles": {"type": "array", "items": {"type": "string"}}}}
 
 _REQUEST = {

@@ -50,7 +50,8 @@ def active_path(style: str, shipped: Path | None = None, root: Path | None = Non
     return (shipped or SHIPPED) / style
 
 
-def candidates(style: str, shipped: Path | None = None, root: Path | None = None) -> list[Path]:
+def candidates(style: str, shipped: Path | None = None,
+               root: Path | None = None) -> list[Path]:
     """Every folder that may hold a model for ``style``: the registry's versions, newest
     first (by their model.json's time), then the shipped one. Unchecked: load to see."""
     folder = (root or registry_root()) / style

@@ -137,7 +137,8 @@ def _stream_failed(answer) -> bool:
 def service(make_bot, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz")
     # keepalive_s 1: a request cut short (raw bytes, no end of headers) is closed in 1 s.
-    bot = make_bot(folder / "bot", edit=lambda toml: toml + "\n[inference]\nkeepalive_s = 1.0\n")
+    bot = make_bot(folder / "bot",
+                   edit=lambda toml: toml + "\n[inference]\nkeepalive_s = 1.0\n")
     for i, style in enumerate(STYLES):
         bot.save_artifact(style, seed=i)  # hidden 8: a step costs microseconds
     with ServiceProcess(bot.config, folder / "service.log", INFERENCE_SECRET=SECRET) as svc:

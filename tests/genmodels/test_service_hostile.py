@@ -31,7 +31,8 @@ def no_tracebacks(caplog) -> list[str]:
     ({"top_k": 2**63}, "top_k: top-k must be 0 (off) or between 1 and"),
     ({"top_k": 10_000}, "vocabulary size"),
     ({"top_k": -1}, "top_k"),
-    ({"temperature": 1e-300}, "temperature: temperature must be 0 (greedy) or between 0.05 and 5"),
+    ({"temperature": 1e-300},
+     "temperature: temperature must be 0 (greedy) or between 0.05 and 5"),
     ({"temperature": 0.049}, "between 0.05 and 5"),
     ({"temperature": 10**400}, "temperature: out of range"),
     ({"max_chars": 2**70}, "max_chars: max-chars 1180591620717411303424 is above"),
@@ -69,7 +70,8 @@ NESTED = b'{"style": ' + b'{"a": ' * 8000 + b"1" + b"}" * 8001
     (http_request(b"[" * 30_000 + b"]" * 30_000), "body: JSON nested too deeply"),
     (http_request(NESTED), "body: JSON nested too deeply"),
     (http_request(b'{"style": "tiny", "seed": ' + b"7" * 5000 + b"}"), "too many digits"),
-    (http_request(b'{"style": "tiny", "temperature": 1e400}'), "temperature: must be a finite"),
+    (http_request(b'{"style": "tiny", "temperature": 1e400}'),
+     "temperature: must be a finite"),
     (http_request(b'{"style": "tiny", "top_p": NaN}'), "NaN is not a JSON number"),
     (http_request(b'{"style": "tiny", "top_p": -Infinity}'), "-Infinity is not a JSON number"),
     (http_request(BODY, b"Content-Type: application/json; charset=bogus\r\n"),
@@ -113,7 +115,8 @@ def test_a_non_ascii_secret_header_is_400(setup, value, caplog):
         async with Server(Engine(paths=paths, backend="numpy").start(), book, "s3cret") as s:
             bad = status_of(await s.raw(http_request(BODY, b"X-Inference-Secret: " + value
                                                      + b"\r\n")))
-            good = status_of(await s.raw(http_request(BODY, b"X-Inference-Secret: s3cret\r\n")))
+            good = status_of(await s.raw(http_request(BODY,
+                                                      b"X-Inference-Secret: s3cret\r\n")))
         return bad, good
 
     (status, answer), (good, _) = asyncio.run(go())
