@@ -304,3 +304,6 @@ class TrainingRun(Base):
     metrics: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     model_version: Mapped[str | None] = mapped_column(String(VERSION_LEN))
+    # Refreshed every few seconds by the scheduler running the run: a running run whose
+    # heartbeat is too old lost its scheduler (training/registry_ops.py: fail_stale).
+    heartbeat_at: Mapped[dt.datetime | None]

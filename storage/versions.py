@@ -106,10 +106,12 @@ def start_training_run(session: Session, *, style: str, trigger: str,
     """Record that a training run started; finish it with ``finish_training_run``."""
     if not style or len(style) > STYLE_LEN:
         raise InvalidInput(f"bad style {style!r}")
+    now = utcnow()
     run = TrainingRun(style=style, trigger=check_choice("trigger", trigger, RunTrigger),
                       status=RunStatus.RUNNING.value,
                       budget_minutes=check_float("budget_minutes", budget_minutes),
-                      requested_by_user_id=requested_by_user_id, started_at=utcnow())
+                      requested_by_user_id=requested_by_user_id, started_at=now,
+                      heartbeat_at=now)
     session.add(run)
     session.flush()
     return run

@@ -9,6 +9,13 @@ is a unit of work for ``Database.run`` (it only flushes; the caller commits).
     await db.run(rollback, "austen")            # -> ("austen-...new", "austen-...old")
     await db.run(queue_retrain, "austen", by_user_id=admin_id)
     for v in await db.run(list_versions, "austen"): print(v.line())
+
+A running run belongs to the scheduler that refreshes its ``heartbeat_at`` (``beat``,
+every ``[schedule] heartbeat_seconds``). One whose heartbeat is older than
+``LEASE_SECONDS`` lost its scheduler (killed, machine gone): ``fail_stale`` fails it,
+and every caller that looks at running runs calls it first (``queue_retrain``, the
+scheduler at start), so a dead scheduler blocks /retrain for one lease at most. A
+scheduler starting beside a live one leaves that one's runs alone.
 """
 from __future__ import annotations
 
@@ -17,7 +24,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select, update
+import re
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from genmodels import registry
@@ -27,6 +36,9 @@ from storage.models import (STYLE_LEN, ModelVersion, RunStatus, RunTrigger, Trai
 from storage.records import check_float
 from storage.stats import version_stats
 from storage.versions import active_model_version, list_model_versions, promote_model_version
+
+LEASE_SECONDS = 60.0  # a running run whose heartbeat is older than this is failed
+WORK_DIR = re.compile(r"^\.work-(\d+)$")  # a run's scratch folder: STYLE/.work-RUN_ID
 
 
 def on_disk(row: ModelVersion) -> bool:
@@ -119,6 +131,7 @@ def queue_retrain(session: Session, style: str, *, by_user_id: int | None = None
     minutes = check_float("minutes", minutes)
     if minutes is not None and not minutes > 0:
         raise InvalidInput("minutes must be positive")
+    fail_stale(session)  # a run whose scheduler died must not block this one
     pending = session.execute(select(TrainingRun).where(
         TrainingRun.style == style,
         TrainingRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
@@ -141,7 +154,8 @@ def claim_queued(session: Session) -> TrainingRun | None:
         # Conditional UPDATE: of two pollers, exactly one sees rowcount 1.
         claimed = session.execute(update(TrainingRun).where(
             TrainingRun.id == run.id, TrainingRun.status == RunStatus.QUEUED.value)
-            .values(status=RunStatus.RUNNING.value, started_at=utcnow())).rowcount
+            .values(status=RunStatus.RUNNING.value, started_at=utcnow(),
+                    heartbeat_at=utcnow())).rowcount
         if claimed == 1:
             session.refresh(run)
             return run
@@ -161,11 +175,39 @@ def finished_runs(session: Session, after_id: int = 0, limit: int = 20) -> list[
         .order_by(TrainingRun.id).limit(limit)).scalars())
 
 
-def fail_interrupted(session: Session, reason: str) -> int:
-    """Mark every running run failed (the scheduler restarted under them); how many."""
+def beat(session: Session, run_id: int) -> bool:
+    """Renew the lease of a running run; False once it is no longer running."""
     return session.execute(update(TrainingRun).where(
-        TrainingRun.status == RunStatus.RUNNING.value).values(
-        status=RunStatus.FAILED.value, finished_at=utcnow(), error=reason)).rowcount
+        TrainingRun.id == run_id, TrainingRun.status == RunStatus.RUNNING.value)
+        .values(heartbeat_at=utcnow())).rowcount == 1
+
+
+def fail_stale(session: Session, lease_seconds: float | None = None) -> int:
+    """Fail every running run whose heartbeat is older than the lease; how many."""
+    lease = LEASE_SECONDS if lease_seconds is None else lease_seconds
+    now = utcnow()
+    last = func.coalesce(TrainingRun.heartbeat_at, TrainingRun.started_at)
+    return session.execute(update(TrainingRun).where(
+        TrainingRun.status == RunStatus.RUNNING.value,
+        last < now - dt.timedelta(seconds=lease)).values(
+        status=RunStatus.FAILED.value, finished_at=now,
+        error=f"interrupted: its scheduler stopped beating for over {lease:g} s")
+        .execution_options(synchronize_session=False)).rowcount
+
+
+def clean_work(session: Session, root: Path) -> list[Path]:
+    """Remove the scratch folders (``STYLE/.work-N``) of runs that are not running."""
+    found = {int(m[1]): p for p in root.glob("*/.work-*")
+             if p.is_dir() and (m := WORK_DIR.match(p.name))}
+    if not found:
+        return []
+    running = set(session.execute(select(TrainingRun.id).where(
+        TrainingRun.id.in_(found), TrainingRun.status == RunStatus.RUNNING.value))
+        .scalars())
+    removed = [path for run_id, path in sorted(found.items()) if run_id not in running]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def prune(session: Session, style: str, keep: int, root: Path | None = None) -> list[str]:

@@ -19,6 +19,12 @@ The steps, each leaving the served model untouched until the last:
    rows change and the ACTIVE marker is replaced in one transaction, old versions are
    pruned, and the notifiers hear a one-line summary.
 
+While it runs, a thread renews the run's lease (``heartbeat_at``, training/lifecycle.py)
+and every child is started so that it dies with this process, even by ``kill -9``.
+``stop()`` ends the running child and fails its run (the scheduler's SIGTERM). The
+scratch folders of runs that are not running (``STYLE/.work-N``) are removed after
+every run.
+
 Settings come from config.toml ``[schedule]`` (see ``load_schedule``).
 """
 from __future__ import annotations
@@ -46,6 +52,7 @@ from storage.versions import (active_model_version, finish_training_run,
                               promote_model_version, register_model_version,
                               retire_model_version, start_training_run)
 from training import registry_ops
+from training.lifecycle import Heartbeat, die_with_parent
 from training.schedule_config import ScheduleConfig
 
 log = logging.getLogger(__name__)
@@ -126,6 +133,7 @@ class Retrainer:
     python: str = sys.executable
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the children
     child: subprocess.Popen | None = None  # the training process while one runs
+    stopping: threading.Event = field(default_factory=threading.Event)  # see stop()
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -149,11 +157,35 @@ class Retrainer:
         if plan is None:
             result = RunResult(run_id, style, "failed", error=error)
         else:
-            with self._lock:  # one training at a time per scheduler process
+            with self._lock, Heartbeat(self.sessions, run_id,
+                                       self.schedule.heartbeat_seconds):
                 result = self._attempt(run_id, style, plan, minutes)
         result.seconds = time.monotonic() - start
         self._finish(result)
+        self.clean_work()
         return result
+
+    def stop(self) -> None:
+        """End the running child, if any, and start no other (SIGTERM to the scheduler).
+
+        The run it belonged to ends as failed ("stopped") the usual way.
+        """
+        self.stopping.set()
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.terminate()
+
+    def clean_work(self) -> list[Path]:
+        """Remove the scratch folders of runs that are not running; never raises."""
+        try:
+            with self.sessions.begin() as s:
+                removed = registry_ops.clean_work(s, self.registry_root)
+        except Exception as exc:  # noqa: BLE001 - a leftover folder is no reason to fail
+            log.warning("scratch folders not cleaned: %s", exc)
+            return []
+        if removed:
+            log.info("removed scratch folders %s", ", ".join(str(p) for p in removed))
+        return removed
 
     def _attempt(self, run_id, style, plan, minutes) -> RunResult:
         work = self.registry_root / style / f".work-{run_id}"
@@ -253,9 +285,14 @@ class Retrainer:
         # The child reads the same config.toml as this process, whichever that is.
         child_env = (os.environ | {"PYTHONPATH": str(ROOT), "BOT_CONFIG": str(self.book.path)}
                      | self.env | (env or {}))
+        if self.stopping.is_set():
+            raise RetrainError(f"{args[0]} not started: the scheduler is stopping")
         proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=die_with_parent())
         self.child = proc
+        if self.stopping.is_set():  # stop() ran between the check and Popen
+            proc.terminate()
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -264,6 +301,8 @@ class Retrainer:
             raise RetrainError(f"{args[0]} timed out after {timeout:g} s and was killed")
         finally:
             self.child = None
+        if self.stopping.is_set() and proc.returncode != 0:
+            raise RetrainError(f"{args[0]} stopped: the scheduler was asked to stop")
         if proc.returncode < 0:
             raise RetrainError(f"{args[0]} was killed (signal {-proc.returncode})")
         if proc.returncode != 0:

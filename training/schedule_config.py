@@ -14,6 +14,7 @@ from pathlib import Path
 from apscheduler.triggers.cron import CronTrigger
 
 from genmodels.styles import ConfigError, StyleBook, read_config, styles_from
+from training.registry_ops import LEASE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class ScheduleConfig:
     poll_seconds: int = 30  # how often queued /retrain requests are picked up
     timeout_slack_seconds: int = 600  # a run is killed this long after its budget
     nightly_bandit: str = "30 4 * * *"  # when the temperature bandit is updated
+    # A running run's lease is renewed this often; a run unrenewed for
+    # registry_ops.LEASE_SECONDS (60 s) is failed by whoever looks.
+    heartbeat_seconds: float = 5.0
     styles: dict[str, StylePlan] = field(default_factory=dict)
     default: StylePlan = field(default_factory=StylePlan)
 
@@ -53,7 +57,7 @@ _TOP_KEYS = {f.name for f in fields(ScheduleConfig)} - {"styles", "default"}
 _KINDS = {"cron": str, "nightly_bandit": str, "enabled": bool, "scratch": bool,
           "coalesce": bool, "keep": int, "jitter_seconds": int, "poll_seconds": int,
           "misfire_grace_seconds": int, "timeout_slack_seconds": int}  # others: float
-_POSITIVE = {"minutes", "keep", "poll_seconds", "learning_rate_scale"}
+_POSITIVE = {"minutes", "keep", "poll_seconds", "learning_rate_scale", "heartbeat_seconds"}
 
 
 def _check(key: str, value, where: str):
@@ -107,6 +111,9 @@ def parse_schedule(doc: dict, book: StyleBook) -> ScheduleConfig:
     plans = {name: _plan(per_style.get(name, {}), default, f"schedule.styles.{name}")
              for name in book.styles}
     settings = {k: _check(k, v, "schedule") for k, v in rest.items()}
+    if settings.get("heartbeat_seconds", 0) * 3 > LEASE_SECONDS:  # a late beat is no death
+        raise ConfigError(f"schedule.heartbeat_seconds: at most {LEASE_SECONDS / 3:g} "
+                          f"(a third of the {LEASE_SECONDS:g} s lease)")
     return ScheduleConfig(styles=plans, default=default, **settings)
 
 

@@ -10,7 +10,11 @@ APScheduler 3 keeps its jobs in our database (SQLAlchemyJobStore, table
 and a changed cron takes effect. Jobs: ``retrain:STYLE`` (cron, jittered so styles do not
 all start at once), ``poll-queue`` (claims runs ``/retrain`` queued) and
 ``bandit-nightly`` (storage/bandit.py). Each job has ``max_instances=1``, ``coalesce``
-and a misfire grace time. Training runs in a subprocess (training/retrain.py).
+and a misfire grace time. Training runs in a subprocess (training/retrain.py) that dies
+with the scheduler, even by ``kill -9``; SIGTERM stops it and fails its run, then the
+scheduler exits within seconds. At start, runs whose lease expired (their scheduler
+died) are failed and scratch folders of runs not running are removed; a run another
+live scheduler keeps beating is left alone.
 
 Run the scheduler in one process only (this one, or the bot's ``StyleScheduler(
 asyncio=True)`` in the single-process setup): two schedulers on one job store would
@@ -65,7 +69,7 @@ def retrain_job(style: str) -> None:
 def poll_job() -> None:
     """Interval job: run every queued /retrain request, oldest first."""
     retrainer = _ctx().retrainer
-    while True:
+    while not retrainer.stopping.is_set():
         with retrainer.sessions.begin() as s:
             run = registry_ops.claim_queued(s)
             claimed = None if run is None else (run.id, run.style, run.budget_minutes,
@@ -103,14 +107,16 @@ class StyleScheduler:
         self.scheduler = (AsyncIOScheduler if asyncio else BackgroundScheduler)(**options)
 
     def start(self, paused: bool = False) -> None:
-        """Start, (re)apply the schedule; unless paused, fail runs a crash left running."""
+        """Start, (re)apply the schedule; unless paused, fail runs whose scheduler died
+        (lease expired) and remove scratch folders of runs that are not running."""
         global _context
         _context = _Context(self.retrainer, np.random.default_rng())
         if not paused:
             with self.retrainer.sessions.begin() as s:
-                n = registry_ops.fail_interrupted(s, "interrupted: the scheduler restarted")
+                n = registry_ops.fail_stale(s)
             if n:
-                log.warning("marked %d interrupted training runs failed", n)
+                log.warning("marked %d training runs failed: their scheduler died", n)
+            self.retrainer.clean_work()
         self.scheduler.start(paused=True)  # paused while the jobs are brought up to date
         self.sync_jobs()
         if not paused:
@@ -198,7 +204,8 @@ def _serve(sched: StyleScheduler) -> None:
     sched.start()
     log.info("scheduler running on %s with %d jobs", describe(sched.url), len(sched.jobs()))
     stop.wait()
-    log.info("stopping: waiting for a running job to finish")
+    log.info("stopping: ending a running training, if any")
+    sched.retrainer.stop()  # its job then ends at once, so shutdown's wait is short
     sched.shutdown()
 
 

@@ -26,7 +26,7 @@ from storage.ratings import rate
 from storage.records import RequestRecord
 from storage.versions import active_model_version, promote_model_version, \
     register_model_version
-from training.registry_ops import (claim_queued, fail_interrupted, list_versions, prune,
+from training.registry_ops import (claim_queued, fail_stale, list_versions, prune,
                                    queue_retrain, rollback)
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
@@ -180,10 +180,11 @@ def test_queue_claim_and_interrupted_runs(sessions):
         assert claim_queued(s) is None
         assert queue_retrain(s, "austen")[1] is False  # still running: not queued again
     with sessions.begin() as s:
-        assert fail_interrupted(s, "interrupted: the scheduler restarted") == 2
+        assert fail_stale(s) == 0  # heartbeats fresh: looking fails nothing
+        assert fail_stale(s, lease_seconds=0) == 2  # a lease of 0 s: both are stale
         rows = s.execute(select(TrainingRun).order_by(TrainingRun.id)).scalars().all()
         assert [(r.status, r.error) for r in rows] == [
-            ("failed", "interrupted: the scheduler restarted")] * 2
+            ("failed", "interrupted: its scheduler stopped beating for over 0 s")] * 2
     with sessions.begin() as s:
         for bad in ({"style": ""}, {"style": "austen", "minutes": -1.0}):
             with pytest.raises(InvalidInput):

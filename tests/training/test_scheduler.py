@@ -107,9 +107,14 @@ def test_poll_job_runs_a_queued_retrain(tmp_path, make_bot):
     sessions = session_factory(engine)
     with sessions.begin() as s:
         run_id = queue_retrain(s, "nosuch")[0].id  # fails fast, without training
+        now = dt.datetime.now(dt.timezone.utc)
+        # A run whose scheduler died two minutes ago, and one a live scheduler beats.
         stale = TrainingRun(style="tiny", trigger="schedule", status="running",
-                            started_at=dt.datetime.now(dt.timezone.utc))
-        s.add(stale)
+                            started_at=now - dt.timedelta(minutes=5),
+                            heartbeat_at=now - dt.timedelta(minutes=2))
+        alive = TrainingRun(style="empty", trigger="schedule", status="running",
+                            started_at=now - dt.timedelta(minutes=5), heartbeat_at=now)
+        s.add_all([stale, alive])
     sched = StyleScheduler(url, bot.config)
     sched.start()  # real, unpaused: the poll job fires every second
     try:
@@ -126,9 +131,11 @@ def test_poll_job_runs_a_queued_retrain(tmp_path, make_bot):
         run = s.get(TrainingRun, run_id)
         assert (run.status, run.trigger) == ("failed", "admin")
         assert "unknown style 'nosuch'" in run.error
-        # A run a crashed scheduler left "running" is failed at start-up.
-        assert s.execute(select(TrainingRun.error).where(
-            TrainingRun.id == stale.id)).scalar_one() == "interrupted: the scheduler restarted"
+        # A run a crashed scheduler left "running" is failed at start-up; a run whose
+        # heartbeat is fresh is not: starting is no evidence that its scheduler died.
+        assert s.execute(select(TrainingRun.error).where(TrainingRun.id == stale.id)) \
+            .scalar_one() == "interrupted: its scheduler stopped beating for over 60 s"
+        assert s.get(TrainingRun, alive.id).status == "running"
     engine.dispose()
 
 
@@ -198,6 +205,7 @@ def test_schedule_config_errors_name_the_key(tmp_path, make_bot):
     for extra, key in [("margin = -1\n", "schedule.margin"),
                        ("keep = 0\n", "schedule.keep"),
                        ("colour = 1\n", "schedule.colour"),
+                       ("heartbeat_seconds = 30\n", "schedule.heartbeat_seconds"),
                        ("[schedule.styles.nosuch]\n", "schedule.styles.nosuch"),
                        ('[schedule.styles.tiny]\nminutes = "5"\n', "schedule.styles.tiny.minutes"),
                        ("[schedule.styles.tiny]\nscratch = 1\n", "schedule.styles.tiny.scratch")]:

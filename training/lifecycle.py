@@ -1,0 +1,78 @@
+"""Keeping a training run's processes and its row honest when the scheduler dies.
+
+    proc = subprocess.Popen(cmd, preexec_fn=die_with_parent())   # child dies with us
+    with Heartbeat(sessions, run_id, every_s=5.0):               # renews the run's lease
+        ...train...
+
+``die_with_parent`` asks Linux (``prctl(PR_SET_PDEATHSIG, SIGKILL)``) to kill the child
+as soon as its parent goes, even by ``kill -9``, when no cleanup code can run: an
+orphaned training would hold a core and its scratch folder for its whole budget. Linux
+sends the signal when the *thread* that started the child ends; the scheduler starts
+children from its worker threads, which live as long as it does. Elsewhere it is a no-op.
+
+``Heartbeat`` refreshes ``training_runs.heartbeat_at`` from a thread while the run goes
+on; whoever finds the heartbeat older than ``registry_ops.LEASE_SECONDS`` fails the run
+(``registry_ops.fail_stale``).
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from training import registry_ops
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Loaded before any fork: the child must not load a library between fork and exec.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child killed when this process dies (Linux)."""
+    if _LIBC is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    return preexec
+
+
+class Heartbeat:
+    """A thread renewing one run's lease every ``every_s`` seconds while in ``with``."""
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, every_s: float):
+        self.sessions, self.run_id, self.every_s = sessions, run_id, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name=f"heartbeat-run-{run_id}")
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        failing = False
+        while not self._stop.wait(self.every_s):
+            try:
+                with self.sessions.begin() as s:
+                    if not registry_ops.beat(s, self.run_id):
+                        return  # finished, or failed as stale by someone else
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - the next beat may get through
+                if not failing:
+                    log.warning("run %s: heartbeat not stored (%s)", self.run_id, exc)
+                failing = True
