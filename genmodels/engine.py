@@ -41,7 +41,7 @@ from pathlib import Path
 from genmodels import artifact
 from genmodels.batch import Batch, NumpyBackend, Row, _resolve
 from genmodels.blas_threads import BlasThreads, policy as blas_policy
-from genmodels.engine_stats import LATENCY_BUCKETS_MS, OnceLog, Stats  # noqa: F401 (metrics)
+from genmodels.engine_stats import OnceLog, Stats
 from genmodels.engine_versions import Versions
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
 from genmodels.sampler import STOP_RULES, SamplingParams

@@ -13,7 +13,8 @@ from __future__ import annotations
 import threading
 import time
 
-from genmodels.engine import LATENCY_BUCKETS_MS, Engine
+from genmodels.engine import Engine
+from genmodels.engine_stats import LATENCY_BUCKETS_MS
 
 P = "stylebot_inference_"
 _last: dict[str, tuple[float, int]] = {}  # style -> (time, chars) at the previous scrape

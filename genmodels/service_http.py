@@ -7,8 +7,9 @@ connection limit, for ``genmodels/service.py``.
   a client that trickles headers (slowloris) holds a socket for at most that long.
 * ``read_timeout_s``: the body must arrive within this (``service_request.read_json``
   answers 408); aiohttp then lingers at most ``LINGER_S`` for the rest of it.
-* ``max_connections``: a connection past this many open ones gets a 503 and is closed
-  at once, before the process runs out of file descriptors.
+* ``max_connections``: a connection past this many open ones gets a 429 with
+  ``Retry-After`` (overload, like a full queue: the bot's client says "busy") and is
+  closed at once, before the process runs out of file descriptors.
 
 Request bodies are not decompressed (``auto_decompress=False``: a compressed body is a
 400, not a zip bomb), and aiohttp's logs go through ``ClientErrorFilter`` (a client's
@@ -48,7 +49,7 @@ class Limits:
 
 def _refusal() -> bytes:
     body = json.dumps({"error": "too many connections; try again in a moment"}).encode()
-    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    return (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
             b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
             % (len(body), body))
 

@@ -5,7 +5,6 @@ that step at most, one log line, and never the style."""
 import asyncio
 import errno
 import json
-import logging
 import pathlib
 import time
 

@@ -58,7 +58,7 @@ def test_idle_trickling_and_slow_clients_are_cut_off(every_style):
     assert status_of(kept[0])[0] == 200 and kept[1] < 5
 
 
-def test_connections_past_the_limit_are_refused_with_503(every_style):
+def test_connections_past_the_limit_are_refused_with_429(every_style):
     book, paths = every_style
     limits = Limits(keepalive_s=30, read_timeout_s=5, max_connections=3)
 
@@ -77,7 +77,7 @@ def test_connections_past_the_limit_are_refused_with_503(every_style):
         return refused, after
 
     (status, answer), after = asyncio.run(go())
-    assert status == 503 and "too many connections" in answer["error"]
+    assert status == 429 and "too many connections" in answer["error"]
     assert after[0] == 200
 
 
@@ -98,7 +98,7 @@ def test_the_real_service_logs_a_repeated_line_once(make_bot, tmp_path):
         for sock in held:
             sock.close()
     log = svc.log_text()
-    assert answers == [b"503"] * 30
+    assert answers == [b"429"] * 30
     assert log.count("refusing connections") == 1, log
     assert "Traceback" not in log and svc.returncode == 0
 
