@@ -12,6 +12,7 @@ within seconds.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from bot.core import Core, Request
 from bot.settings import BotSettings
 from genmodels.engine import Engine, EngineClient
 from storage.__main__ import upgrade
+from storage.database import Database
 from storage.engine import make_engine, session_factory
 from storage.models import TrainingRun
 from training import registry_ops
@@ -67,7 +69,6 @@ class World:
         book = self.bot.book()
         client = EngineClient(Engine(paths={n: s.model_dir for n, s in book.styles.items()},
                                      backend="numpy", poll_s=3600))
-        from storage.database import Database
         self.core = Core(book, Database(self.url, spool=None), client,
                          BotSettings(admins={"console": frozenset({"local"})}))
 
@@ -76,8 +77,8 @@ class World:
                                 stderr=subprocess.PIPE, text=True)
 
     async def retrain(self) -> str:
-        reply = await self.core.handle(Request("console", "local", "local", text="/retrain tiny"))
-        return reply.text
+        request = Request("console", "local", "local", text="/retrain tiny")
+        return (await self.core.handle(request)).text
 
     def run_row(self, run_id: int) -> TrainingRun:
         with self.sessions.begin() as s:
@@ -113,7 +114,6 @@ def world(tmp_path, make_bot, env_for):
     for pid in w.child_pids():  # should all be gone; never leave a sleeper behind
         if not gone(pid):
             os.kill(pid, signal.SIGKILL)
-    import asyncio
     asyncio.run(w.core.close())
     w.engine.dispose()
 
@@ -123,8 +123,17 @@ def queued_run(text: str) -> int:
     return int(text.split("(run ")[1].split(")")[0])
 
 
+def another_scheduler_leaves_it_alone(world, run_id: int, work: Path) -> None:
+    """A scheduler starting (and looking) beside a live one fails none of its runs."""
+    other = StyleScheduler(world.url, world.bot.config, root=world.registry)
+    other.start()
+    other.shutdown()
+    time.sleep(1.5)  # longer than a heartbeat interval
+    assert world.run_row(run_id).status == "running" and work.is_dir()
+    assert "already queued or running" in asyncio.run(world.retrain())
+
+
 def test_kill_9_takes_the_child_along_and_the_lease_frees_retrain(world, monkeypatch):
-    import asyncio
     monkeypatch.setattr(registry_ops, "LEASE_SECONDS", 3.0)  # the bot's look (this process)
     run_id = queued_run(asyncio.run(world.retrain()))
     first = world.scheduler()
@@ -133,14 +142,7 @@ def test_kill_9_takes_the_child_along_and_the_lease_frees_retrain(world, monkeyp
         assert world.run_row(run_id).status == "running"
         work = world.registry / "tiny" / f".work-{run_id}"
         assert work.is_dir()
-        # Another scheduler starting (and looking) leaves a run with a live heartbeat alone.
-        other = StyleScheduler(world.url, world.bot.config, root=world.registry)
-        other.start()
-        other.shutdown()
-        time.sleep(1.5)  # longer than a heartbeat interval
-        assert world.run_row(run_id).status == "running" and work.is_dir()
-        assert "already queued or running" in asyncio.run(world.retrain())
-
+        another_scheduler_leaves_it_alone(world, run_id, work)
         first.kill()  # kill -9: no cleanup code runs in the scheduler
         first.wait()
         killed = time.monotonic()
@@ -169,7 +171,6 @@ def test_kill_9_takes_the_child_along_and_the_lease_frees_retrain(world, monkeyp
 
 
 def test_sigterm_stops_the_child_and_exits_within_seconds(world):
-    import asyncio
     run_id = queued_run(asyncio.run(world.retrain()))
     sched = world.scheduler()
     try:
