@@ -5,7 +5,7 @@
     python -m training evaluate STYLE [--model DIR] [--widen-vocab]
                                            # last line: val_loss_nats=<f> bits_per_char=<f>
     python -m training train-all           # bases, then every style after its parent
-    python -m training report              # Markdown table of the shipped models
+    python -m training report [--write]    # docs/MODELS.md (printed, or written)
 
 Bad input (unknown style, corrupt artifact, empty corpus, ...) prints one line that
 names the problem and exits with status 2.
@@ -19,6 +19,7 @@ from pathlib import Path
 from genmodels.cli import OneLineParser, fail
 from training import ngram
 from training import quality
+from training import report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
@@ -57,7 +58,6 @@ def _parser() -> OneLineParser:
                    help="fine-tune from the artifact in DIR (e.g. the active version)")
     t.add_argument("--learning-rate", type=float, help="peak learning rate "
                    "(default: config.toml)")
-    sub.add_parser("report", help="Markdown table of the shipped models (docs/MODELS.md)")
     sub.add_parser("train-all", help="train every style in config.toml (make models)")
     e = sub.add_parser("evaluate", help="held-out loss of STYLE's artifact")
     e.add_argument("style")
@@ -66,6 +66,7 @@ def _parser() -> OneLineParser:
                    help="score corpus characters the model has never seen as a fine-tune "
                         "from it starts (genmodels/widen.py) instead of refusing them")
     quality.add_parser(sub)
+    report.add_parser(sub)
     ngram.add_parser(sub)
     return p
 
@@ -119,13 +120,7 @@ def _train_all(book, args) -> None:
         Run(style, book).train()
 
 
-def _report(book, args) -> None:
-    from training.report import table
-
-    print(table(book))
-
-
-COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "report": _report,
+COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "report": report.run,
             "quality": quality.run, "baseline": ngram.run}
 
 
