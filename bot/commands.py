@@ -22,6 +22,7 @@ from storage.errors import NotFound
 from storage.models import Outcome
 from storage.settings import clear_temperature, set_temperature
 from storage.stats import latency_percentiles, style_stats, version_stats
+from training.ngram import best_cached  # NumPy only: reads the cache, never computes
 # Issue 6's registry operations (NumPy- and TensorFlow-free, safe in the chat process).
 from training.registry_ops import list_versions, queue_retrain
 from training.registry_ops import rollback as registry_rollback
@@ -52,7 +53,8 @@ def build_commands(core: Core) -> dict[str, Command]:
         Command("temperature", "Show or set this chat's sampling temperature", h.temperature),
         Command("rate", "Rate the last text: /rate up or /rate down", h.rate,
                 platforms=("console",)),
-        Command("models", "Admins: model versions, val loss and ratings", h.models, True),
+        Command("models", "Admins: model versions, val loss vs n-gram, ratings", h.models,
+                True),
         Command("retrain", "Admins: queue a retrain of a style", h.retrain, True),
         Command("rollback", "Admins: serve a style's previous model again", h.rollback,
                 True),
@@ -272,7 +274,10 @@ class Handlers:
         else:
             styles = list(self.core.book.styles.values())
         served = await self.core.client.versions()
-        lines = await self.core.db.run(_model_lines, [s.name for s in styles], served)
+        # Hashing the corpora to find the cache entry is file work: off the event loop.
+        baselines = await asyncio.to_thread(_baselines, styles, self.core.book)
+        lines = await self.core.db.run(_model_lines, [s.name for s in styles], served,
+                                       baselines)
         return Reply("\n".join(lines))
 
     async def retrain(self, ctx: Context) -> Reply:
@@ -339,12 +344,29 @@ def _queue_retrain(session, request, style: Style) -> tuple[int, bool]:
     return run.id, new
 
 
-def _model_lines(session, names: list[str], served: dict[str, str]) -> list[str]:
+def _baselines(styles: list[Style], book) -> dict[str, tuple[float, int] | None]:
+    """Each style's best cached n-gram baseline (nats/char, order), or None."""
+    return {style.name: best_cached(style, book) for style in styles}
+
+
+def _versus(val_loss: float | None, baseline: tuple[float, int] | None) -> str:
+    """A version's held-out loss against the baseline: the margin, positive when better."""
+    if val_loss is None or baseline is None:
+        return ""
+    return f"; n-gram {baseline[0]:.4f}, margin {baseline[0] - val_loss:+.4f}"
+
+
+def _model_lines(session, names: list[str], served: dict[str, str],
+                 baselines: dict[str, tuple[float, int] | None]) -> list[str]:
     lines = []
     for name in names:
         lines.append(f"{name} (serving: {served.get(name, 'not loaded yet')})")
+        base = baselines.get(name)
+        lines.append(f"  n-gram baseline {base[0]:.4f} nats/char (order {base[1]})" if base
+                     else f"  baseline not computed (python -m training baseline {name})")
         versions = list_versions(session, name, limit=5)
-        lines += ["  " + v.line() for v in versions] or ["  no versions registered"]
+        lines += ["  " + v.line() + _versus(v.val_loss, base) for v in versions] \
+            or ["  no versions registered"]
     return lines
 
 

@@ -213,6 +213,18 @@ def cached_baseline(style, book, orders=DEFAULT_ORDERS,
         return None
 
 
+def best_cached(style, book) -> tuple[float, int] | None:
+    """(nats/char, order) of the best cached default order; None when there is no cache
+    entry, or no corpus to hash (a base's before it is written, an empty one)."""
+    from training.corpus import CorpusError
+
+    try:
+        nats = cached_baseline(style, book)
+    except (CorpusError, OSError):
+        return None
+    return min((v, n) for n, v in nats.items()) if nats else None
+
+
 def baseline(style, book, orders=DEFAULT_ORDERS,
              cache: Path | None = None) -> dict[int, float]:
     """Held-out nats/char of ``style`` per n-gram order; stored for ``cached_baseline``."""

@@ -343,3 +343,16 @@ def test_parse_orders():
     assert ngram.parse_orders("3-8") == [3, 4, 5, 6, 7, 8]
     assert ngram.parse_orders("5") == [5]
     assert ngram.parse_orders("6,2,4") == [2, 4, 6]
+
+
+def test_best_cached_is_the_best_default_order_or_none(book, tmp_path, monkeypatch):
+    from training import corpus as corpora
+
+    monkeypatch.setattr(corpora, "CACHE", tmp_path / "cache")
+    big = book.get("big")
+    assert ngram.best_cached(big, book) is None  # nothing cached yet
+    nats = baseline(big, book)  # the default orders, as `training baseline` stores them
+    best = min(nats, key=nats.get)
+    assert ngram.best_cached(big, book) == (nats[best], best)
+    (tmp_path / "big.txt").unlink()
+    assert ngram.best_cached(big, book) is None  # no corpus to hash: None, no error
