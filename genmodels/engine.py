@@ -61,6 +61,9 @@ def make_backend(art, name: str = "auto"):
 
 HEARTBEAT_S = 1.0  # an idle loop wakes this often, so a stale heartbeat means stuck
 STALE_S = 30.0  # no heartbeat for this long: the loop is not ready (/healthz)
+# After a loop error: every error consumes the requests it touched, so none can spin
+# without progress, but a bug that fails every request costs at most 100 rounds a second.
+ERROR_PAUSE_S = 0.01
 
 
 class ModelLoop(Versions):
@@ -80,7 +83,6 @@ class ModelLoop(Versions):
         self._pending: list[Row] = []  # rows taken from the queue, not yet in a batch
         self._thread: threading.Thread | None = None
         self._running = False
-        self._failures = 0  # loop errors in a row (backoff)
         self.heartbeat = time.monotonic()
         self.stats = Stats()
         # Oldest version first; new rows join the last.
@@ -158,42 +160,49 @@ class ModelLoop(Versions):
     def _run(self) -> None:
         """Admit, poll, step until stopped; an exception fails that step's requests and
         the loop goes on with the loaded version."""
-        next_poll = time.monotonic() + self.poll_s
+        self._next_poll = time.monotonic() + self.poll_s
         while True:
             try:
-                next_poll = self._once(next_poll)
+                if not self._once():
+                    return
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any bug
                 self._survive(exc)
-                continue
-            if next_poll is None:
-                return
-            self._failures = 0
 
-    def _once(self, next_poll: float) -> float | None:
+    def _once(self) -> bool:
         """One round: wait for work (beating), admit rows, poll if due, step every
-        batch. The next poll time, or None once stopped."""
+        batch. False once stopped."""
         with self._cond:
             self.heartbeat = now = time.monotonic()
             while self._running and not self._queue and not any(self._batches):
-                self._cond.wait(timeout=max(0.01, min(HEARTBEAT_S, next_poll - now)))
+                self._cond.wait(timeout=max(0.01, min(HEARTBEAT_S, self._next_poll - now)))
                 self.heartbeat = now = time.monotonic()
-                if now >= next_poll:
+                if now >= self._next_poll:
                     break
             if not self._running:
-                return None
+                return False
             self._admit()
-        if time.monotonic() >= next_poll:
-            next_poll = time.monotonic() + self.poll_s
-            self.reload()
+        if time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + self.poll_s
+            self._poll()
         if self._blas is not None and any(self._batches):  # only loops that step
             self._blas.tick(self.style)
         for batch in self._batches:
             self._step(batch)
-        return next_poll
+        return True
+
+    def _poll(self) -> None:
+        """``reload``; whatever it raises keeps the loaded version and the rows in
+        flight (counted, logged once while it repeats)."""
+        try:
+            self.reload()
+        except Exception as exc:  # noqa: BLE001 - a poll must not cost any request
+            line = self.stats.error(exc)
+            self._said.say(f"{self.style}/poll", logging.ERROR, f"{self.style}: polling for "
+                           f"a new version failed, still serving {self.version}: {line}", exc)
 
     def _survive(self, exc: Exception) -> None:
-        """Count and log (once while it repeats) an exception of the loop, fail every
-        request it may have touched, back off a little if it keeps coming back."""
+        """Count and log (once while it repeats) an exception of the loop and fail every
+        request it may have touched: the next round starts from empty batches."""
         line = self.stats.error(exc)
         self._said.say(f"{self.style}/loop", logging.ERROR,
                        f"{self.style}: engine loop error, its requests failed: {line}", exc)
@@ -205,8 +214,7 @@ class ModelLoop(Versions):
             self.stats.count_gone(r for r in self._pending if id(r) not in stepping)
             self._pending = []
             self._batches = [self._emptied(b, err) for b in self._batches]
-        self._failures += 1
-        time.sleep(min(1.0, 0.005 * 2 ** min(self._failures, 8)))
+        time.sleep(ERROR_PAUSE_S)
 
     def _emptied(self, batch: Batch, err: GenerationError) -> Batch:
         """``batch`` with every row failed; a fresh batch of the same model if its state

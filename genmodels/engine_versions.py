@@ -32,6 +32,13 @@ def fingerprint(path: Path) -> tuple:
     return (str(path), st.st_mtime_ns, st.st_size)
 
 
+def _fingerprint_or_why(path: Path) -> tuple:
+    try:
+        return fingerprint(path)
+    except Exception as exc:  # noqa: BLE001 - still load it; the next good poll reloads it
+        return ("unreadable", str(exc))
+
+
 class Versions:
     """The version half of ``engine.ModelLoop``: it provides ``_load(path) -> Batch``,
     ``_cond``, ``_batches``, ``stats``, ``style`` and ``_said`` (a ``OnceLog``)."""
@@ -58,16 +65,13 @@ class Versions:
         """The active version's batch, or the newest one that loads (one warning);
         ``ModelUnavailable`` when none does."""
         self._loading = False
-        try:
+        path, self._fp = None, ("unreadable",)
+        try:  # anything may fail here (a broken marker, EMFILE): then try the others
             path = self._path()
-            self._fp = fingerprint(path)
-        except (MarkerError, OSError) as exc:
-            path, problem, self._fp = None, str(exc), ("unreadable", str(exc))
-        else:
-            try:
-                return self._load(path)
-            except Exception as exc:  # noqa: BLE001 - any reason: try the others
-                problem = str(exc)
+            self._fp = _fingerprint_or_why(path)  # a poll reloads only if this changes
+            return self._load(path)
+        except Exception as exc:  # noqa: BLE001
+            problem = str(exc)
         for other in [] if self._pinned else candidates(self.style, self._shipped):
             if other == path:
                 continue

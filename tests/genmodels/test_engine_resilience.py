@@ -68,6 +68,25 @@ def test_a_loop_survives_any_exception_and_logs_it_once(book, bot, monkeypatch, 
     assert len(lines(caplog, "injected")) == 1  # once, not once per step
 
 
+def test_a_poll_that_raises_costs_no_request(book, bot, monkeypatch, caplog):
+    def broken(path):
+        raise RuntimeError("injected poll failure")
+    monkeypatch.setattr("genmodels.engine_versions.fingerprint", broken)
+
+    async def go():
+        engine = Engine(paths={"tiny": bot.models / "tiny"}, backend="numpy",
+                        poll_s=0.01).start()
+        async with Server(engine, book) as s:
+            answers = [await asyncio.wait_for(s.post(OK | {"max_chars": 100, "stop": "none"}),
+                                              10) for _ in range(20)]
+            return answers, engine.loop("tiny").health()
+
+    answers, health = asyncio.run(go())
+    assert [a[0] for a in answers] == [200] * 20
+    assert health["alive"] and health["errors"] >= 1
+    assert len(lines(caplog, "injected poll failure")) == 1
+
+
 @pytest.fixture
 def registry(tmp_path, monkeypatch, artifact_factory):
     """var/models/tiny with v1 (older) and v2 (newer), both good; v2 active."""

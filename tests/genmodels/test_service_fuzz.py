@@ -81,7 +81,10 @@ class Fuzzer:
 
     async def _session(self):
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
-                                     connector=aiohttp.TCPConnector(limit=IN_FLIGHT),
+                                     # Idle connections closed before the server's
+                                     # keepalive_s (1 s) closes them under a request.
+                                     connector=aiohttp.TCPConnector(
+                                         limit=IN_FLIGHT, keepalive_timeout=0.5),
                                      headers={"X-Inference-Secret": SECRET})
 
     def call(self, coro, timeout: float = 60):
@@ -136,9 +139,9 @@ def _stream_failed(answer) -> bool:
 @pytest.fixture(scope="module")
 def service(make_bot, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz")
-    # keepalive_s 1: a request cut short (raw bytes, no end of headers) is closed in 1 s.
-    bot = make_bot(folder / "bot",
-                   edit=lambda toml: toml + "\n[inference]\nkeepalive_s = 1.0\n")
+    # A request cut short is closed in 1 s (no end of headers) or 2 s (body).
+    bot = make_bot(folder / "bot", edit=lambda toml: toml + (
+        "\n[inference]\nkeepalive_s = 1.0\nread_timeout_s = 2.0\n"))
     for i, style in enumerate(STYLES):
         bot.save_artifact(style, seed=i)  # hidden 8: a step costs microseconds
     with ServiceProcess(bot.config, folder / "service.log", INFERENCE_SECRET=SECRET) as svc:
