@@ -5,7 +5,9 @@ from, so it must never read what any style is scored on. Its corpus is written f
 each listed style's training part (the text before ``corpus.val_start``), and then
 every line that also occurs in the held-out part of *any* style is left out, because
 corpora overlap (the all-cultures proverbs hold every variant's proverbs). Blank lines
-are kept: they are paragraph breaks, not text. The file is rewritten only when a
+are kept: they are paragraph breaks, not text. The sources are cut into pieces of
+about ``CHUNK_CHARS`` that end at a blank line (for one-line stories, wherever they
+reach the size) and shuffled together with a fixed seed. The file is rewritten only when a
 source corpus changes; ``python -m training train NAME`` calls ``build`` first.
 """
 from __future__ import annotations
@@ -14,8 +16,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
 from genmodels.styles import Style, StyleBook
 from training import corpus as corpora
+
+CHUNK_CHARS = 20_000  # interleaving unit: well under the shuffle buffer's ~1M chars
 
 
 def training_part(style: Style) -> str:
@@ -36,6 +42,26 @@ def heldout(book: StyleBook) -> set[str]:
     return {line for line in out if line.strip()}
 
 
+def chunks(lines: list[str], size: int = CHUNK_CHARS) -> list[str]:
+    """Consecutive lines joined into pieces of about ``size`` characters.
+
+    In prose (a text with blank lines) a piece ends at a blank line, so two sources
+    never run together mid-paragraph; in one-story-per-line text at any line end.
+    """
+    prose = any(not line.strip() for line in lines)
+    out, buf, n = [], [], 0
+    for line in lines:
+        buf.append(line)
+        n += len(line)
+        if n >= size and (not prose or not line.strip()):
+            out.append("".join(buf))
+            buf, n = [], 0
+    if buf:
+        end = "\n\n" if prose else "\n"
+        out.append("".join(buf).rstrip("\n") + end)
+    return out
+
+
 def _sources_key(base: Style, book: StyleBook) -> str:
     parts = [base.name] + [f"{s.name}:{s.corpus.stat().st_size}:{s.corpus.stat().st_mtime_ns}:"
                            f"{s.training.val_fraction}" for s in book.styles.values()]
@@ -52,17 +78,17 @@ def build(base: Style, book: StyleBook) -> Path:
     base.corpus.parent.mkdir(parents=True, exist_ok=True)
     tmp = base.corpus.with_suffix(".tmp")
     kept = dropped = 0
+    pieces = []
+    for name in base.sources:
+        lines = training_part(book.get(name)).splitlines(keepends=True)
+        clean = [line for line in lines if line.rstrip("\n") not in banned]
+        kept, dropped = kept + len(clean), dropped + len(lines) - len(clean)
+        pieces += chunks(clean)
+    # Training reads the file in order through a bounded shuffle buffer: sources laid
+    # end to end would be learned one after another, each one forgetting the last.
+    order = np.random.default_rng(0).permutation(len(pieces))
     with open(tmp, "w", encoding="utf-8", newline="") as out:
-        for name in base.sources:
-            text = training_part(book.get(name))
-            for line in text.splitlines(keepends=True):
-                if line.rstrip("\n") in banned:
-                    dropped += 1
-                    continue
-                kept += 1
-                out.write(line)
-            if not text.endswith("\n\n"):
-                out.write("\n" if text.endswith("\n") else "\n\n")  # sources never run together
+        out.writelines(pieces[i] for i in order)
     tmp.replace(base.corpus)
     stamp.write_text(json.dumps(key))
     print(f"{base.name}: {kept:,} lines from {', '.join(base.sources)} "

@@ -96,3 +96,24 @@ def test_base_style_variant_chain_trains(based, tmp_path, monkeypatch):
     assert style.vocab == base.vocab  # the base reads every source's characters
     for art in (base, style, variant):
         assert {f"start/{k}_0" for k in "hc"} <= set(load(art.path).weights)
+
+
+def test_sources_are_cut_at_paragraph_ends_and_shuffled_together():
+    prose = ["one two.\n", "\n", "three four five.\n", "\n", "six.\n"]
+    assert base_corpus.chunks(prose, size=5) == ["one two.\n\n", "three four five.\n\n",
+                                                 "six.\n\n"]
+    stories = ["a fox ran.\n", "an owl sat.\n", "a cat.\n"]
+    assert base_corpus.chunks(stories, size=5) == stories  # one-line stories: any line end
+    assert "".join(base_corpus.chunks(prose, size=10**6)) == "".join(prose) + "\n"
+
+
+def test_the_base_corpus_mixes_its_sources(based, monkeypatch):
+    monkeypatch.setattr(base_corpus, "CHUNK_CHARS", 300)
+    book = based.book()
+    monkeypatch.setattr(base_corpus.chunks, "__defaults__", (300,))
+    text = base_corpus.build(book.get("lang"), book).read_text(encoding="utf-8")
+    half = text[:len(text) // 2]
+    owl = set(base_corpus.training_part(book.get("fable_owl")).splitlines())
+    tiny = set(base_corpus.training_part(book.get("tiny")).splitlines())
+    first = set(half.splitlines())
+    assert first & owl - {""} and first & tiny - {""}  # both sources in the first half
