@@ -15,12 +15,12 @@ import math
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from genmodels.sampler import MAX_TEMPERATURE
+from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE
 from genmodels.styles import Style
 from storage.bandit import evidence
 from storage.errors import NotFound
 from storage.models import Outcome
-from storage.settings import clear_temperature, set_temperature
+from storage.settings import clear_temperature, set_temperature, usable_temperature
 from storage.stats import latency_percentiles, style_stats, version_stats
 from training.ngram import best_cached  # NumPy only: reads the cache, never computes
 # Issue 6's registry operations (NumPy- and TensorFlow-free, safe in the chat process).
@@ -92,8 +92,10 @@ def parse_temperature(token: str) -> float:
         value = float(token)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or not 0 <= value <= MAX_TEMPERATURE:
-        raise UserError(f"The temperature must be a number from 0 to {MAX_TEMPERATURE:g} "
+    # usable_temperature: the sampler's own bounds (storage refuses the rest as well).
+    if not math.isfinite(value) or not usable_temperature(value):
+        raise UserError(f"The temperature must be 0 (always the likeliest letter) or a "
+                        f"number from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} "
                         f"(e.g. /temperature 0.8); {token[:20]!r} is not.")
     return value
 

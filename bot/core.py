@@ -310,7 +310,7 @@ class Core:
         too_long = prime_too_long(prime, self.settings.max_prime_chars)
         if too_long:
             raise UserError(too_long)
-        temperature, _ = await self._temperature(ctx.request, style)
+        temperature, source = await self._temperature(ctx.request, style)
         params = SamplingParams(temperature=temperature, top_k=self.book.top_k,
                                 top_p=self.book.top_p, max_chars=style.default_chars,
                                 stop=style.stop)
@@ -322,6 +322,9 @@ class Core:
             raise UserError(BUSY, Outcome.BUSY) from None
         except GenerationError as exc:
             raise UserError(f"Sorry, {exc}.", Outcome.ERROR) from None
+        except ValueError as exc:  # params the sampler refuses (SamplingParams.validate)
+            raise UserError(self._refused_params(exc, style, source),
+                            Outcome.BAD_INPUT) from None
         gen = result.generation
         rec.text, rec.stop_reason, rec.seed = gen.text, gen.stop_reason, gen.seed
         rec.model_version, rec.latency_ms = gen.version, round(result.latency_ms)
@@ -330,6 +333,22 @@ class Core:
             text += ("\n\n(I left out characters this model has never seen: "
                      f"{dropped_note(gen.dropped)})")
         return Reply(text)
+
+    @staticmethod
+    def _refused_params(exc: ValueError, style: Style, source: str) -> str:
+        """The reply when the sampler refuses this request's parameters.
+
+        Every place that sets a temperature checks the sampler's bounds, but a setting
+        stored before a bound existed (or a config value) can still be one it refuses:
+        name the problem and who can fix it instead of "something went wrong".
+        """
+        log.warning("%s: the sampler refused the parameters (%s; temperature from %s)",
+                    style.name, exc, source)
+        if str(exc).startswith("temperature") and source == "chat":
+            hint = "/temperature reset goes back to the default."
+        else:
+            hint = "Please tell the bot's admins."
+        return f"Sorry, I cannot write with these settings: {exc}. {hint}"
 
     async def _bounded(self, style: str, prime: str, params: SamplingParams):
         # Bounded in flight, bounded waiting: a burst queues briefly instead of failing,

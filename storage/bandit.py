@@ -34,7 +34,7 @@ from storage.engine import config_path
 from storage.errors import StorageConfigError
 from storage.models import (Generation, Rating, Request, Setting, SettingChange,
                             TemperatureScope, utcnow)
-from storage.settings import MAX_TEMPERATURE, effective_temperature
+from storage.settings import MAX_TEMPERATURE, MIN_TEMPERATURE, effective_temperature
 from storage.settings import _key as setting_key
 
 DEFAULT_GRID = (0.3, 0.5, 0.7, 0.9, 1.1)
@@ -51,6 +51,20 @@ class BanditConfig:
     # rated requests costs ~20 ms at 10k ratings on SQLite, the draw itself microseconds.
     cache_seconds: float = 60.0
 
+    def __post_init__(self):
+        if not all(_arm_ok(t) for t in self.temperatures):
+            raise StorageConfigError(f"{GRID_RULE}, got {self.temperatures}")
+
+
+# Every arm is a temperature the sampler takes (genmodels.sampler's bounds; not 0, whose
+# greedy texts never vary): one it refuses would fail every request that draws it.
+GRID_RULE = (f"bandit.temperatures: at least two distinct numbers from {MIN_TEMPERATURE:g} "
+             f"to {MAX_TEMPERATURE:g}")
+
+
+def _arm_ok(t) -> bool:
+    return MIN_TEMPERATURE <= t <= MAX_TEMPERATURE
+
 
 def load_config(path: Path | None = None) -> BanditConfig:
     """``[bandit]`` of config.toml; errors name the key (``StorageConfigError``)."""
@@ -64,9 +78,8 @@ def load_config(path: Path | None = None) -> BanditConfig:
     grid = table.get("temperatures", list(DEFAULT_GRID))
     if (not isinstance(grid, list) or len(grid) < 2 or len(set(grid)) != len(grid)
             or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
-                       and 0 < t <= MAX_TEMPERATURE for t in grid)):
-        raise StorageConfigError("bandit.temperatures: at least two distinct numbers in "
-                                 f"(0, {MAX_TEMPERATURE:g}]")
+                       and _arm_ok(t) for t in grid)):
+        raise StorageConfigError(GRID_RULE)
     explore = table.get("explore", 0.05)
     if not isinstance(explore, (int, float)) or not 0 <= explore <= 1:
         raise StorageConfigError("bandit.explore: a share between 0 and 1")

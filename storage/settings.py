@@ -16,6 +16,8 @@ from typing import NamedTuple
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+# The sampler's bounds, so no stored temperature is one generation refuses (NumPy only).
+from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE
 from storage.errors import InvalidInput, NotFound
 from storage.models import (STYLE_LEN, Chat, Setting, SettingChange, TemperatureScope,
                             utcnow)
@@ -23,12 +25,27 @@ from storage.records import check_float
 from storage.upsert import insert_ignore
 
 TEMPERATURE = "temperature"
-MAX_TEMPERATURE = 5.0  # the same bound as genmodels.sampler.MAX_TEMPERATURE (tested)
 
 
 class Effective(NamedTuple):
     value: float
     scope: str  # "chat", "style", "global" or "default"
+
+
+def usable_temperature(value: float) -> bool:
+    """Whether the sampler takes ``value``: 0 (greedy) or MIN_TEMPERATURE..MAX_TEMPERATURE."""
+    return value == 0.0 or MIN_TEMPERATURE <= value <= MAX_TEMPERATURE
+
+
+def check_temperature(value) -> float:
+    """``value`` as a float the sampler takes, else ``InvalidInput`` naming the range."""
+    value = check_float("temperature", value)
+    if value is None:
+        raise InvalidInput("temperature must be a finite number, got None")
+    if not usable_temperature(value):
+        raise InvalidInput(f"temperature must be 0 (greedy) or between "
+                           f"{MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, got {value:.3g}")
+    return value
 
 
 def _scope(style: str | None, chat_id: int | None) -> TemperatureScope:
@@ -51,10 +68,7 @@ def _key(name: str, scope: str, style: str | None, chat_id: int | None) -> str:
 def set_temperature(session: Session, value: float, *, by_user_id: int | None,
                     style: str | None = None, chat_id: int | None = None) -> float | None:
     """Set the temperature for a chat, a style, or globally (neither); the old value."""
-    value = check_float("temperature", value)
-    if not 0.0 <= value <= MAX_TEMPERATURE:
-        raise InvalidInput(f"temperature must be between 0 and {MAX_TEMPERATURE:g}, "
-                           f"got {value:g}")
+    value = check_temperature(value)
     scope = _scope(style, chat_id)
     if chat_id is not None and session.get(Chat, chat_id) is None:
         raise NotFound(f"no chat {chat_id}")

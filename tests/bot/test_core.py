@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import asyncio
 
-from storage.models import Rating, Request as RequestRow, SettingChange, TrainingRun
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from storage.log import get_or_create_chat
+from storage.models import (Rating, Request as RequestRow, Setting, SettingChange,
+                            TrainingRun)
+from storage.settings import _key as setting_key
 from bot.core import Request
 from storage.database import Database
 from storage.versions import promote_model_version, register_model_version
 
 USER = "42"
 ADMIN = "1"  # an admin in the chat fixture's settings
+RANGE = "The temperature must be 0 (always the likeliest letter) or a number from 0.05 to 5"
 
 
 def req(text: str, user: str = USER, chat: str = "c1", **kw) -> Request:
@@ -56,10 +63,11 @@ def test_bad_input_gets_one_clear_line_and_is_logged(chat):
             "/nosuch": "Sorry, I do not know /nosuch.",
             "": "Start with a command",
             "hello there": "Start with a command",
-            "/temperature banana": "The temperature must be a number from 0 to 5",
-            "/temperature 1e308": "The temperature must be a number from 0 to 5",
-            "/temperature nan": "The temperature must be a number from 0 to 5",
-            "/temperature -1": "The temperature must be a number from 0 to 5",
+            "/temperature banana": RANGE,
+            "/temperature 1e308": RANGE,
+            "/temperature nan": RANGE,
+            "/temperature -1": RANGE,
+            "/temperature 0.01": RANGE,
             "/tiny " + "x" * 10_000: "That text is 10,000 characters long; I read at most 50",
             "/rate sideways": "Sorry, I do not know /rate.",  # console-only
         }
@@ -79,7 +87,7 @@ def test_bad_input_gets_one_clear_line_and_is_logged(chat):
             assert await core.rate(req(""), data) == "Sorry, I do not recognise that button."
         assert "no longer have that text" in await core.rate(req(""), "rate:999999:+1")
     chat.run(scenario)
-    assert chat.count(RequestRow) == 11  # the other bot's command is not ours to log
+    assert chat.count(RequestRow) == 12  # the other bot's command is not ours to log
 
 
 def test_admin_commands_are_refused_politely_and_recorded(chat):
@@ -140,6 +148,62 @@ def test_chat_temperature_applies_here_only_and_can_be_forbidden(chat):
         allowed = await strict.handle(req("/temperature 0.5", user=ADMIN))
         assert allowed.text.startswith("Temperature in this chat set to 0.5")
     chat.run(scenario)
+
+
+def test_temperatures_the_sampler_refuses_are_refused_when_set(chat):
+    async def scenario():
+        core = chat.core()
+        admin = lambda text: core.handle(req(text, user=ADMIN))  # noqa: E731
+        for text in ("/temperature 0.01", "/temperature 0.049", "/temperature 1e-300",
+                     "/temperature 5.01"):
+            assert (await core.handle(req(text))).text.startswith(RANGE), text
+        for text in ("/temperature tiny 0.01", "/temperature fable fox 1e-300"):
+            assert (await admin(text)).text.startswith(RANGE), text
+        assert (await core.handle(req("/temperature 0.05"))).text.startswith(
+            "Temperature in this chat set to 0.05;")  # the bounds themselves are fine
+        assert (await admin("/temperature tiny 5")).text.startswith(
+            "Temperature of tiny set to 5 ")
+        assert (await core.handle(req("/tiny the"))).rate_generation is not None
+    chat.run(scenario)
+    changes = chat.rows(SettingChange)
+    assert sorted(c.new_value for c in changes) == [0.05, 5.0]
+
+
+def test_a_stored_temperature_the_sampler_refuses_gets_a_clear_reply(chat):
+    # A row stored before the sampler's lower bound existed (or by another tool): the
+    # generation raises ValueError, which must reach the user as one clear line.
+    engine = create_engine(chat.url)
+    with Session(engine) as session, session.begin():
+        chat_id = get_or_create_chat(session, "telegram", "c1")
+        session.add(Setting(key=setting_key("temperature", "chat", None, chat_id),
+                            name="temperature", scope="chat", chat_id=chat_id,
+                            value=0.01))
+        session.add(Setting(key=setting_key("temperature", "style", "fable_fox", None),
+                            name="temperature", scope="style", style="fable_fox",
+                            value=1e-300))
+    engine.dispose()
+
+    async def scenario():
+        core = chat.core()
+        reply = await core.handle(req("/tiny the"))
+        assert reply.text == (
+            "Sorry, I cannot write with these settings: temperature must be 0 (greedy) "
+            "or between 0.05 and 5, got 0.01. /temperature reset goes back to the "
+            "default."), reply.text
+        assert reply.rate_generation is None
+        other = await core.handle(req("/tiny the", chat="c2"))  # another chat: fine
+        assert other.rate_generation is not None
+        fox = await core.handle(req("/fable fox", chat="c2"))  # a style's: admins' to fix
+        assert fox.text == (
+            "Sorry, I cannot write with these settings: temperature must be 0 (greedy) "
+            "or between 0.05 and 5, got 1e-300. Please tell the bot's admins."), fox.text
+        assert "reset (was 0.01)" in (await core.handle(req("/temperature reset"))).text
+        assert (await core.handle(req("/tiny the"))).rate_generation is not None
+    chat.run(scenario)
+    failed = chat.rows(RequestRow, RequestRow.outcome == "bad_input")
+    assert [(r.style, r.temperature) for r in failed] == [("tiny", 0.01),
+                                                           ("fable_fox", 1e-300)]
+    assert "got 0.01" in failed[0].error
 
 
 def test_flooding_gets_the_slow_down_reply_and_is_logged(chat):

@@ -87,8 +87,15 @@ def test_config_is_checked(tmp_path):
     path.write_text("[bandit]\ntemperatures = [0.5, 0.9, 0.5]\n")
     with pytest.raises(StorageConfigError, match="bandit.temperatures"):
         load_config(path)
+    for grid in ("[0.01, 0.5]", "[0, 0.5]", "[0.5, 5.5]", "[1e-300, 0.5]"):
+        # an arm the sampler refuses would fail every text that draws it
+        path.write_text(f"[bandit]\ntemperatures = {grid}\n")
+        with pytest.raises(StorageConfigError, match=r"bandit.temperatures: .* from 0.05 to 5"):
+            load_config(path)
     path.write_text("[bandit]\ntemperatures = [1.1, 0.3]\nexplore = 0.1\n")
     assert load_config(path) == BanditConfig((0.3, 1.1), 0.1, 60.0, 60.0)
+    path.write_text("[bandit]\ntemperatures = [0.05, 5]\n")  # the sampler's bounds
+    assert load_config(path).temperatures == (0.05, 5.0)
     assert load_config(tmp_path / "missing.toml") == BanditConfig()
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from storage.errors import InvalidInput, NotFound
 from storage.log import get_or_create_chat, get_or_create_user
-from storage.settings import (MAX_TEMPERATURE, clear_temperature, effective_temperature,
-                              set_temperature, temperature_history, temperature_settings)
+from storage.settings import (MAX_TEMPERATURE, MIN_TEMPERATURE, clear_temperature,
+                              effective_temperature, set_temperature, temperature_history,
+                              temperature_settings)
 
 
 @pytest.fixture()
@@ -75,10 +76,15 @@ def test_current_settings_are_listed_by_scope(session, people):
         ("chat", None, chat, 0.2, admin)]
 
 
+RANGE = r"0 \(greedy\) or between 0.05 and 5"
+
+
 @pytest.mark.parametrize("value, fragment", [
-    (math.nan, "finite number"), (-0.1, "between 0 and 5"), (MAX_TEMPERATURE + 0.01,
-                                                                "between 0 and 5"),
-    ("hot", "finite number")])
+    (math.nan, "finite number"), (-0.1, RANGE), (MAX_TEMPERATURE + 0.01, RANGE),
+    ("hot", "finite number"),
+    # The sampler refuses these (1/T overflows float32 or is greedy anyway): a stored one
+    # made every text in its scope fail.
+    (0.01, RANGE), (MIN_TEMPERATURE / 2, RANGE), (1e-300, RANGE), (5e-324, RANGE)])
 def test_bad_temperatures_are_refused(session, people, value, fragment):
     with pytest.raises(InvalidInput, match=fragment):
         set_temperature(session, value, by_user_id=people[0])
@@ -95,6 +101,10 @@ def test_a_setting_has_one_scope(session, people):
         set_temperature(session, 1.0, by_user_id=admin, style="")
 
 
-def test_bound_matches_the_sampler():
-    from genmodels.sampler import MAX_TEMPERATURE as SAMPLER_MAX
-    assert MAX_TEMPERATURE == SAMPLER_MAX
+def test_the_bounds_are_the_samplers(session, people):
+    from genmodels import sampler
+    assert (MIN_TEMPERATURE, MAX_TEMPERATURE) == (sampler.MIN_TEMPERATURE,
+                                                  sampler.MAX_TEMPERATURE)
+    for value in (0.0, MIN_TEMPERATURE, MAX_TEMPERATURE):  # every stored value samples
+        set_temperature(session, value, by_user_id=people[0], style="austen")
+        sampler.SamplingParams(temperature=value).validate()
