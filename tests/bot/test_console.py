@@ -44,7 +44,8 @@ def test_a_scripted_console_session(make_bot, env_for, tmp_path):
     assert "Sorry, I do not know /nosuch." in lines
     assert any("Unknown fable variant 'bear'; choose one of fox, owl" in x for x in lines)
     assert "Sorry, the fable_owl model is unavailable." in lines
-    assert any(x.startswith("The temperature must be a number") for x in lines)
+    assert any(x.startswith("The temperature must be 0 (always the likeliest letter) or a number "
+               "from 0.05 to 5") for x in lines)
     # /tiny@otherbot: the console has no bot name, so every command is its own.
     assert any(x.startswith("  tiny: 2 (2/0/0)") for x in lines), answers  # /stats: admin
     assert "Start with a command, e.g. /tiny." in lines
