@@ -5,7 +5,8 @@
     python -m bot telegram     # only Telegram (TELEGRAM_TOKEN must be set)
 
 Beside the adapters it polls for finished training runs and tells the admins
-(bot/notices.py, ``[bot] notify_every_s``). Run ``python -m storage migrate`` first
+(bot/notices.py, ``[bot] notify_every_s``), and with ``[bot] metrics_port`` set it serves
+Prometheus metrics on ``http://metrics_listen:metrics_port/metrics`` (bot/metrics.py). Run ``python -m storage migrate`` first
 (``make run`` does). Each adapter runs on its own: one that fails (a dropped connection,
 Discord closing the gateway) is logged and started again with a capped exponential
 backoff while the others keep serving (bot/supervise.py). A bad config or a missing
@@ -55,6 +56,7 @@ async def run(names: list[str]) -> int:
         for name in names:
             module = importlib.import_module(f"bot.adapters.{name}")
             getattr(module, "check_config", lambda settings: None)(core.settings)
+        metrics = await _serve_metrics(core)
     except ConfigError:
         await core.close()
         raise
@@ -82,7 +84,22 @@ async def run(names: list[str]) -> int:
     finally:
         stop.set()
         await watcher
+        if metrics is not None:
+            await metrics.cleanup()
         await core.close()
+
+
+async def _serve_metrics(core):
+    """The Prometheus endpoint when ``[bot] metrics_port`` is set (its runner), else
+    None; a port that cannot be opened is a config mistake (``ConfigError``)."""
+    from bot.metrics import serve_metrics
+
+    host, port = core.settings.metrics_listen, core.settings.metrics_port
+    try:
+        return await serve_metrics(core.metrics.registry, host, port)
+    except OSError as exc:
+        raise ConfigError(f"bot.metrics_port: cannot listen on {host}:{port}: "
+                          f"{exc.strerror or exc}") from None
 
 
 async def _serve(module, core, token: str, stop: asyncio.Event) -> None:

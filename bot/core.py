@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -36,11 +37,13 @@ from storage.models import Outcome
 from storage.ratings import rate as store_rating
 from storage.ratings import rating_by
 from storage.records import RequestRecord
+from bot.metrics import BotMetrics
 from bot.ratelimit import RateLimiter
 from bot.settings import BotSettings, load_settings
 from bot.temperatures import TemperatureCache
 from bot.text import (RATE_PREFIX, THUMBS_DOWN, THUMBS_UP, dropped_note, parse_command,
-                      parse_rating, prime_too_long, rating_buttons, split_message)
+                      parse_rating, prime_too_long, rating_buttons, refused_params,
+                      split_message)
 
 __all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "rating_buttons",
            "split_message", "parse_rating"]
@@ -107,6 +110,7 @@ class Core:
         self._queued = 0  # generations running or waiting for a slot
         self._last: dict[tuple[str, str, str], int] = {}  # /rate: last text, where offered
         self.registry = build_commands(self)
+        self.metrics = BotMetrics(self.registry)  # Prometheus (bot/metrics.py)
         # Learned temperatures: the grid from [bandit] of the same config.toml.
         self.bandit = load_bandit_config(book.path) if settings.learn_temperature else None
         self.rng = np.random.default_rng()  # bandit draws (NumPy's generator locks itself)
@@ -218,6 +222,7 @@ class Core:
     # ----------------------------------------------------------------- dispatch
 
     async def _handle(self, request: Request) -> Reply:
+        started = time.perf_counter()
         parsed = parse_command(request.text, request.bot_username)
         if parsed.other_bot:
             return Reply("", silent=True)
@@ -243,6 +248,9 @@ class Core:
                 self._last[(request.platform, request.chat_id, request.user_id)] = \
                     logged.generation_id
             reply = dataclasses.replace(reply, rate_generation=logged.generation_id)
+        # Where every request addressed to the bot finishes, refused ones included.
+        self.metrics.finished(request.platform, record.command, record.outcome,
+                              time.perf_counter() - started)
         return dataclasses.replace(reply, request_uid=record.uid)
 
     def _rates_by_command(self, platform: str) -> bool:
@@ -323,8 +331,9 @@ class Core:
         except GenerationError as exc:
             raise UserError(f"Sorry, {exc}.", Outcome.ERROR) from None
         except ValueError as exc:  # params the sampler refuses (SamplingParams.validate)
-            raise UserError(self._refused_params(exc, style, source),
-                            Outcome.BAD_INPUT) from None
+            log.warning("%s: the sampler refused the parameters (%s; temperature from %s)",
+                        style.name, exc, source)
+            raise UserError(refused_params(exc, source), Outcome.BAD_INPUT) from None
         gen = result.generation
         rec.text, rec.stop_reason, rec.seed = gen.text, gen.stop_reason, gen.seed
         rec.model_version, rec.latency_ms = gen.version, round(result.latency_ms)
@@ -333,22 +342,6 @@ class Core:
             text += ("\n\n(I left out characters this model has never seen: "
                      f"{dropped_note(gen.dropped)})")
         return Reply(text)
-
-    @staticmethod
-    def _refused_params(exc: ValueError, style: Style, source: str) -> str:
-        """The reply when the sampler refuses this request's parameters.
-
-        Every place that sets a temperature checks the sampler's bounds, but a setting
-        stored before a bound existed (or a config value) can still be one it refuses:
-        name the problem and who can fix it instead of "something went wrong".
-        """
-        log.warning("%s: the sampler refused the parameters (%s; temperature from %s)",
-                    style.name, exc, source)
-        if str(exc).startswith("temperature") and source == "chat":
-            hint = "/temperature reset goes back to the default."
-        else:
-            hint = "Please tell the bot's admins."
-        return f"Sorry, I cannot write with these settings: {exc}. {hint}"
 
     async def _bounded(self, style: str, prime: str, params: SamplingParams):
         # Bounded in flight, bounded waiting: a burst queues briefly instead of failing,

@@ -45,6 +45,9 @@ class BotSettings:
     telegram_webhook_url: str = ""
     telegram_listen: str = "127.0.0.1"
     telegram_port: int = 8443
+    # Prometheus /metrics of the bot process (bot/metrics.py); port 0: not served.
+    metrics_port: int = 0
+    metrics_listen: str = "127.0.0.1"
 
     def admin_ids(self, platform: str) -> frozenset[str]:
         return self.admins.get(platform, frozenset())
@@ -86,6 +89,20 @@ def _discord_roles(admins: dict) -> tuple[frozenset[str], frozenset[str]]:
     return roles, guilds
 
 
+def _port(table: dict, key: str, where: str, default: int) -> int:
+    value = _number(table, key, where, default, 0, int)
+    if value > 65535:
+        raise ConfigError(f"{where}.{key}: a TCP port is at most 65535, got {value!r}")
+    return value
+
+
+def _host(table: dict, key: str, where: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.{key}: expected a host name or address, got {value!r}")
+    return value
+
+
 def _table(doc: dict, name: str) -> dict:
     value = doc.get(name, {})
     if not isinstance(value, dict):
@@ -124,7 +141,9 @@ def settings_from_doc(doc: dict) -> BotSettings:
         db_wait_s=_number(bot, "db_wait_s", "bot", 2.0, 0),
         telegram_mode=mode, telegram_webhook_url=tg.get("webhook_url", ""),
         telegram_listen=str(tg.get("listen", "127.0.0.1")),
-        telegram_port=_number(tg, "port", "telegram", 8443, 1, int))
+        telegram_port=_number(tg, "port", "telegram", 8443, 1, int),
+        metrics_port=_port(bot, "metrics_port", "bot", 0),
+        metrics_listen=_host(bot, "metrics_listen", "bot", "127.0.0.1"))
 
 
 def load_settings(path: str | Path | None = None) -> BotSettings:

@@ -135,6 +135,21 @@ def prime_too_long(prime: str, limit: int) -> str | None:
     return None
 
 
+def refused_params(exc: ValueError, source: str) -> str:
+    """The reply when the sampler refuses a request's parameters (``exc``), the
+    temperature having come from ``source`` ("chat", "style", ...).
+
+    Every place that sets a temperature checks the sampler's bounds, but a setting
+    stored before a bound existed (or a config value) can still be one it refuses:
+    name the problem and who can fix it instead of "something went wrong".
+    """
+    if str(exc).startswith("temperature") and source == "chat":
+        hint = "/temperature reset goes back to the default."
+    else:
+        hint = "Please tell the bot's admins."
+    return f"Sorry, I cannot write with these settings: {exc}. {hint}"
+
+
 def _shown(ch: str) -> str:
     # A lone surrogate or a control character would break the reply (or be invisible).
     return ch if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}"

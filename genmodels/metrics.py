@@ -1,83 +1,101 @@
-"""Prometheus text exposition of the engine's counters (``GET /metrics`` of the service).
+"""Prometheus metrics of the inference service (``GET /metrics``), with prometheus_client.
 
-Hand-written (the format is a few lines of text) rather than a new dependency:
-requests by outcome, queue depth, rows stepping, mean batch size, characters written
-and their rate since the previous scrape, steps, reloads, errors the loop survived,
-whether each loop runs, the served version, the BLAS threads a step uses, and a request
-latency histogram (milliseconds, submit to last character).
+``registry_for(engine)`` builds one ``CollectorRegistry`` per service instance (tests run
+several in one process): the engine's counters read at scrape time by ``EngineCollector``,
+and the process's CPU, memory and file descriptors (``ProcessCollector``) and Python
+version (``PlatformCollector``). Nothing here resets on a scrape: counters only grow
+(while the process lives), so any number of scrapers see the same values and Prometheus
+computes the rates, e.g. characters per second ``rate(stylebot_inference_chars_total[1m])``
+and the mean batch ``rate(..._batch_rows_total[1m]) / rate(..._steps_total[1m])``.
 
     curl -s 127.0.0.1:8081/metrics
 """
 from __future__ import annotations
 
-import threading
-import time
+from collections.abc import Iterator
 
-from genmodels.engine import Engine
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily, Metric)
+from prometheus_client.registry import Collector
+
+from genmodels.engine import Engine, ModelLoop
 from genmodels.engine_stats import LATENCY_BUCKETS_MS
 
 P = "stylebot_inference_"
-_last: dict[str, tuple[float, int]] = {}  # style -> (time, chars) at the previous scrape
-_lock = threading.Lock()
+
+# name (without _total) -> (help, the loop's count); each a counter labelled by style
+COUNTERS = {
+    "chars": ("Characters sampled.", lambda loop: loop.stats.chars),
+    "steps": ("Batched LSTM steps.", lambda loop: loop.stats.steps),
+    "batch_rows": ("Rows stepped, summed over steps (mean batch: its rate over steps').",
+                   lambda loop: loop.stats.batch_rows),
+    "reloads": ("Hot reloads of a new model version.", lambda loop: loop.stats.reloads),
+    "loop_errors": ("Failed steps and loop errors survived.", lambda loop: loop.stats.errors),
+}
+GAUGES = {
+    "queue_depth": ("Requests waiting for a slot.", lambda loop: loop.depth()[1]),
+    "batch_size": ("Requests stepping now.", lambda loop: loop.depth()[0]),
+    "loop_ready": ("1 if the loop runs and beat recently (/healthz).",
+                   lambda loop: int(loop.health()["ready"])),
+}
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class EngineCollector(Collector):
+    """The engine's per-style counts as metric families, read when scraped."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        loops = self.engine.loaded()
+        requests = CounterMetricFamily(P + "requests", "Finished requests by outcome.",
+                                       labels=["style", "outcome"])
+        for style, loop in loops.items():
+            for outcome, n in dict(loop.stats.requests).items():
+                requests.add_metric([style, outcome], n)
+        yield requests
+        for name, (text, count) in COUNTERS.items():
+            counter = CounterMetricFamily(P + name, text, labels=["style"])
+            for style, loop in loops.items():
+                counter.add_metric([style], count(loop))
+            yield counter
+        for name, (text, value) in GAUGES.items():
+            gauge = GaugeMetricFamily(P + name, text, labels=["style"])
+            for style, loop in loops.items():
+                gauge.add_metric([style], value(loop))
+            yield gauge
+        info = GaugeMetricFamily(P + "model_info", "The model version each style serves.",
+                                 labels=["style", "version"])
+        for style, loop in loops.items():
+            info.add_metric([style, loop.version], 1)
+        yield info
+        yield GaugeMetricFamily(P + "blas_threads",
+                                "OpenBLAS threads a step uses now (0: not set yet).",
+                                value=self.engine.blas.current or 0)
+        yield _latency(loops)
 
 
-def _chars_per_s(style: str, chars: int) -> float:
-    now = time.monotonic()
-    with _lock:
-        then, before = _last.get(style, (now, chars))
-        _last[style] = (now, chars)
-    return (chars - before) / (now - then) if now > then else 0.0
-
-
-def _help(out: list[str], name: str, kind: str, text: str) -> None:
-    out += [f"# HELP {P}{name} {text}", f"# TYPE {P}{name} {kind}"]
-
-
-def render_metrics(engine: Engine) -> str:
-    loops = engine.loaded()
-    out: list[str] = []
-    _help(out, "requests_total", "counter", "Finished requests by outcome.")
+def _latency(loops: dict[str, ModelLoop]) -> HistogramMetricFamily:
+    """Request latency, submit to last character, in seconds (Prometheus' base unit)."""
+    family = HistogramMetricFamily(P + "latency_seconds",
+                                   "Request latency, submit to last character.",
+                                   labels=["style"])
+    bounds = [f"{ms / 1000:g}" for ms in LATENCY_BUCKETS_MS] + ["+Inf"]
     for style, loop in loops.items():
-        for outcome, n in loop.stats.requests.items():
-            out.append(f'{P}requests_total{{style="{_label(style)}",outcome="{outcome}"}} {n}')
-    gauges = {"queue_depth": ("gauge", "Requests waiting for a slot.", lambda l: l.depth()[1]),
-              "batch_rows": ("gauge", "Requests stepping now.", lambda l: l.depth()[0]),
-              "mean_batch_size": ("gauge", "Mean rows per step since start.",
-                                  lambda l: round(l.stats.batch_rows / max(l.stats.steps, 1), 3)),
-              "chars_total": ("counter", "Characters sampled.", lambda l: l.stats.chars),
-              "steps_total": ("counter", "Batched LSTM steps.", lambda l: l.stats.steps),
-              "reloads_total": ("counter", "Hot reloads of a new model version.",
-                                lambda l: l.stats.reloads),
-              "loop_errors_total": ("counter", "Failed steps and loop errors survived.",
-                                    lambda l: l.stats.errors),
-              "loop_ready": ("gauge", "1 if the loop runs and beat recently (/healthz).",
-                             lambda l: int(l.health()["ready"]))}
-    for name, (kind, text, get) in gauges.items():
-        _help(out, name, kind, text)
-        out += [f'{P}{name}{{style="{_label(s)}"}} {get(l)}' for s, l in loops.items()]
-    _help(out, "chars_per_second", "gauge", "Characters per second since the previous scrape.")
-    out += [f'{P}chars_per_second{{style="{_label(s)}"}} '
-            f'{_chars_per_s(s, l.stats.chars):.1f}' for s, l in loops.items()]
-    _help(out, "model_info", "gauge", "The model version each style serves.")
-    out += [f'{P}model_info{{style="{_label(s)}",version="{_label(l.version)}"}} 1'
-            for s, l in loops.items()]
-    _help(out, "blas_threads", "gauge", "OpenBLAS threads a step uses now (0: not set yet).")
-    out.append(f"{P}blas_threads {engine.blas.current or 0}")
-    _latency(out, loops)
-    return "\n".join(out) + "\n"
-
-
-def _latency(out: list[str], loops: dict) -> None:
-    _help(out, "latency_ms", "histogram", "Request latency, submit to last character (ms).")
-    for style, loop in loops.items():
-        s, total = _label(style), 0
-        counts = list(loop.stats.latency_counts)
-        for bound, n in zip([*map(str, LATENCY_BUCKETS_MS), "+Inf"], counts):
+        counts = list(loop.stats.latency_counts)  # a copy: the loop thread adds to it
+        total, buckets = 0, []
+        for bound, n in zip(bounds, counts, strict=True):
             total += n
-            out.append(f'{P}latency_ms_bucket{{style="{s}",le="{bound}"}} {total}')
-        out.append(f'{P}latency_ms_sum{{style="{s}"}} {loop.stats.latency_sum_ms:.3f}')
-        out.append(f'{P}latency_ms_count{{style="{s}"}} {total}')
+            buckets.append((bound, total))
+        family.add_metric([style], buckets, loop.stats.latency_sum_ms / 1000)
+    return family
+
+
+def registry_for(engine: Engine) -> CollectorRegistry:
+    """A fresh registry with the engine's metrics and this process's."""
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(engine))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry

@@ -90,7 +90,7 @@ SPEC = {
                              "responses": {"200": {"description": "Every style ready."},
                                            "503": {"description": "not_ready names the "
                                                                   "styles that are not."}}}},
-        "/metrics": {"get": {"summary": "Prometheus text format.",
+        "/metrics": {"get": {"summary": "Prometheus text format (OpenMetrics on request).",
                              "responses": {"200": {"description": "The counters."}}}},
     },
     "components": {"schemas": {"GenerateRequest": _REQUEST, "Generation": _ANSWER,

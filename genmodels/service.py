@@ -13,7 +13,8 @@ Routes (JSON unless said otherwise; ``GET /openapi.json`` describes them):
   ``read_timeout_s`` 408; overload 429 with ``Retry-After``; model missing 503.
   With ``"stream": true`` the answer is NDJSON: ``{"chunk": "..."}`` lines while the
   text is written (they add up to a prefix of it), then the full answer as above.
-* ``GET /v1/styles``, ``GET /metrics`` (Prometheus text format), ``GET /openapi.json``.
+* ``GET /v1/styles``, ``GET /metrics`` (Prometheus text format: ``genmodels/metrics.py``),
+  ``GET /openapi.json``.
 * ``GET /healthz``: 200 when every configured style is loaded and its engine loop runs
   and beat recently, else 503; either way ``{"ok", "not_ready": [...], "styles": {...}}``.
 
@@ -36,12 +37,13 @@ import signal
 import sys
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from genmodels.cli import OneLineParser, fail
 from genmodels.engine import Engine
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, inference_settings
 from genmodels.logfilters import RepeatFilter
-from genmodels.metrics import render_metrics
+from genmodels.metrics import registry_for
 from genmodels.openapi import SPEC
 from genmodels.service_http import Limits, start_site
 from genmodels.service_request import (MAX_BODY, RequestError, check_params, parse_request,
@@ -145,11 +147,6 @@ async def healthz(request: web.Request) -> web.Response:
                              status=503 if not_ready else 200)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=render_metrics(request.app[ENGINE]),
-                        content_type="text/plain", charset="utf-8")
-
-
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(SPEC)
 
@@ -177,7 +174,9 @@ def build_app(engine: Engine, book: StyleBook, secret: str | None = None,
                           middlewares=[_secret_middleware(secret)] if secret else [])
     app[ENGINE], app[BOOK], app[LIMITS] = engine, book, limits
     app.add_routes([web.post("/v1/generate", generate), web.get("/v1/styles", styles),
-                    web.get("/healthz", healthz), web.get("/metrics", metrics),
+                    web.get("/healthz", healthz),
+                    # Prometheus text (or OpenMetrics when the scraper asks for it)
+                    web.get("/metrics", make_aiohttp_handler(registry_for(engine))),
                     web.get("/openapi.json", openapi)])
     return app
 

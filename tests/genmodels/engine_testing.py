@@ -123,6 +123,15 @@ class Server:
         return out
 
 
+def metric_values(text: str) -> dict[tuple, float]:
+    """Every sample of a /metrics answer, parsed by prometheus_client's own parser:
+    (name, ((label, value), ...) sorted) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def http_request(body: bytes, headers: bytes = b"", path: bytes = b"/v1/generate") -> bytes:
     """A POST on one connection that closes after the answer; ``headers`` as raw lines."""
     return (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"

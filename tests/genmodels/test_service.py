@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from engine_testing import Server, install_gate
+from engine_testing import Server, install_gate, metric_values
 from genmodels.engine import Engine
 from genmodels.sampler import Sampler, SamplingParams
 
@@ -50,11 +50,13 @@ def test_generate_contract_matches_the_sampler(setup):
     # fable_owl and empty have no model: the service is not ready for them.
     assert health[0] == 503 and json.loads(health[1])["not_ready"] == ["fable_owl", "empty"]
     assert metrics[0] == 200
-    for line in ('stylebot_inference_requests_total{style="tiny",outcome="ok"} 1',
-                 "stylebot_inference_queue_depth", "stylebot_inference_latency_ms_bucket",
-                 "stylebot_inference_chars_per_second", "stylebot_inference_mean_batch_size",
-                 "stylebot_inference_blas_threads "):
-        assert line in metrics[1], line
+    values = metric_values(metrics[1])
+    tiny = (("style", "tiny"),)
+    assert values["stylebot_inference_requests_total", (("outcome", "ok"),) + tiny] == 1
+    for name in ("queue_depth", "batch_size", "loop_ready", "chars_total", "steps_total",
+                 "latency_seconds_count"):
+        assert ("stylebot_inference_" + name, tiny) in values, name
+    assert ("stylebot_inference_blas_threads", ()) in values
 
 
 @pytest.mark.parametrize("stop", ["none", "end_of_line", "blank_line"])
