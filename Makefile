@@ -1,5 +1,6 @@
 # make run    set up .venv, then run the bot (no platform token: it chats in the terminal)
 # make test   the whole test suite (CPU only, a few minutes)
+# make lint   ruff check and mypy (configured in pyproject.toml)
 # make models retrain every shipped model (parents before the variants fine-tuned from them)
 # make bench  the benchmarks against the seed recipe (figures go in docs/BENCHMARKS.md)
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test models bench setup clean
+.PHONY: run test lint models bench setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Not yet part of `test`: the modules the running trainings import are cleaned up first.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 models: setup
 	$(BIN)/python -m training train-all

@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: bot/, genmodels/, storage/ importable
 sys.path.insert(0, str(ROOT / "tests" / "bot"))  # the fake Telegram server
 
-import genmodels  # noqa: E402,F401  first: it sets the BLAS thread default before NumPy loads
 from fake_telegram import TOKEN, FakeTelegram  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
+import genmodels  # noqa: E402,F401  first: it sets the BLAS thread default before NumPy loads
 from bot.adapters import telegram  # noqa: E402
 from bot.core import Core  # noqa: E402
 from storage.__main__ import upgrade  # noqa: E402

@@ -28,10 +28,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 try:  # a bare machine may lack even NumPy: say so in the JSON line, not a traceback
-    import genmodels  # noqa: E402,F401  the BLAS thread default, before NumPy
     import numpy as np  # noqa: E402
-    from genmodels import artifact as artifacts  # noqa: E402
-    from genmodels import blas_threads  # noqa: E402
+
+    import genmodels  # noqa: E402,F401  the BLAS thread default, before NumPy
+    from genmodels import (
+        artifact as artifacts,  # noqa: E402
+        blas_threads,  # noqa: E402
+    )
     from genmodels.batch import NumpyBackend  # noqa: E402
     from genmodels.tf_backend import _nvidia_device_present  # noqa: E402
 except ImportError as _exc:  # pragma: no cover - depends on the machine

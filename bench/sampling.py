@@ -39,8 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make genmodels/, training/, bench/ importable
 
-import genmodels  # noqa: E402,F401  first: it sets the BLAS thread default before NumPy loads
 import numpy as np  # noqa: E402
+
+import genmodels  # noqa: E402,F401  first: it sets the BLAS thread default before NumPy loads
 from genmodels import artifact as artifacts  # noqa: E402
 from genmodels.blas_threads import PERIOD_S  # noqa: E402
 from genmodels.config import ModelConfig  # noqa: E402

@@ -37,9 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import genmodels  # noqa: E402,F401  first: the BLAS thread default
 import aiohttp  # noqa: E402
 import numpy as np  # noqa: E402
+
+import genmodels  # noqa: E402,F401  first: the BLAS thread default
 from bench.sampling import machine, warm_up  # noqa: E402
 from genmodels import artifact as artifacts  # noqa: E402
 from genmodels.blas_threads import PERIOD_S  # noqa: E402

@@ -24,8 +24,8 @@ import os
 import signal
 import sys
 
-from genmodels.styles import ConfigError
 from bot.logsafe import protect_logs
+from genmodels.styles import ConfigError
 from storage.errors import StorageError
 
 ADAPTERS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN", "console": None}

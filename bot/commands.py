@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
+from bot.core import Context, Core, Reply, UserError, _chat_id, _user_id
+from bot.text import THUMBS_DOWN, THUMBS_UP, prime_too_long
 from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE
 from genmodels.styles import Style
 from storage.bandit import evidence
@@ -23,11 +25,9 @@ from storage.models import Outcome
 from storage.settings import clear_temperature, set_temperature, usable_temperature
 from storage.stats import latency_percentiles, style_stats, version_stats
 from training.ngram import best_cached  # NumPy only: reads the cache, never computes
+
 # Issue 6's registry operations (NumPy- and TensorFlow-free, safe in the chat process).
-from training.registry_ops import list_versions, queue_retrain
-from training.registry_ops import rollback as registry_rollback
-from bot.core import Context, Core, Reply, UserError, _chat_id, _user_id
-from bot.text import THUMBS_DOWN, THUMBS_UP, prime_too_long
+from training.registry_ops import list_versions, queue_retrain, rollback as registry_rollback
 
 Handler = Callable[[Context], Awaitable[Reply]]
 
@@ -136,7 +136,7 @@ class Handlers:
 
     async def styles(self, ctx: Context) -> Reply:
         lines = []
-        for name, styles in _by_command(self.core).items():
+        for styles in _by_command(self.core).values():
             for s in styles:
                 lines.append(f"/{s.label} - {s.description}")
         return Reply("\n".join(lines))

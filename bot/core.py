@@ -20,12 +20,28 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import numpy as np
 
+from bot.messages import Context, Reply, Request, UserError
+from bot.metrics import BotMetrics
+from bot.ratelimit import RateLimiter
+from bot.settings import BotSettings, load_settings
+from bot.temperatures import TemperatureCache
+from bot.text import (
+    RATE_PREFIX,
+    THUMBS_DOWN,
+    THUMBS_UP,
+    dropped_note,
+    parse_command,
+    parse_rating,
+    prime_too_long,
+    rating_buttons,
+    refused_params,
+    split_message,
+)
 from genmodels.generation import Busy, GenerationClient, GenerationError, make_client
 from genmodels.sampler import SamplingParams
 from genmodels.styles import Style, StyleBook, load_styles
@@ -34,16 +50,8 @@ from storage.database import Database
 from storage.errors import NotFound, StorageError
 from storage.log import get_or_create_chat, get_or_create_user, mark_undelivered
 from storage.models import Outcome
-from storage.ratings import rate as store_rating
-from storage.ratings import rating_by
+from storage.ratings import rate as store_rating, rating_by
 from storage.records import RequestRecord
-from bot.metrics import BotMetrics
-from bot.ratelimit import RateLimiter
-from bot.settings import BotSettings, load_settings
-from bot.temperatures import TemperatureCache
-from bot.text import (RATE_PREFIX, THUMBS_DOWN, THUMBS_UP, dropped_note, parse_command,
-                      parse_rating, prime_too_long, rating_buttons, refused_params,
-                      split_message)
 
 __all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "rating_buttons",
            "split_message", "parse_rating"]
@@ -51,52 +59,6 @@ log = logging.getLogger(__name__)
 SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 Notifier = Callable[[str], Awaitable[None]]  # sends one text to every admin it reaches
 BUSY = "Sorry, I am busy writing for others; try again in a moment."
-
-
-@dataclass(frozen=True)
-class Request:
-    """One message addressed to the bot, as an adapter saw it."""
-
-    platform: str  # "console" | "telegram" | "discord"
-    chat_id: str
-    user_id: str
-    user_name: str = ""
-    chat_name: str = ""
-    text: str = ""  # whole message, e.g. "/proverb armenian Once upon"; "/austen@mybot x" ok
-    roles: tuple[str, ...] = ()  # platform role ids (Discord), for admin-by-role
-    bot_username: str = ""  # to ignore commands addressed to another bot (/austen@otherbot)
-    guild_id: str = ""  # the server the roles belong to (Discord; "" in direct messages)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What to send back; adapters split ``text`` with ``split_message``."""
-
-    text: str  # plain text, never markup
-    rate_generation: int | None = None  # a generation id: attach thumbs up/down buttons
-    photo: bytes | None = None  # PNG, sent with ``text`` as caption
-    silent: bool = False  # nothing to send (e.g. a command for another bot)
-    request_uid: str | None = None  # the log row, for ``Core.undelivered``
-
-
-class UserError(Exception):
-    """A request we refuse; the message is the reply (unless ``silent``), ``outcome`` goes
-    to the log."""
-
-    def __init__(self, message: str, outcome: Outcome = Outcome.BAD_INPUT,
-                 silent: bool = False):
-        super().__init__(message)
-        self.outcome, self.silent = outcome, silent
-
-
-@dataclass
-class Context:
-    """One request being handled: the parsed command and the record that will be logged."""
-
-    request: Request
-    command: str
-    args: str
-    record: RequestRecord
 
 
 class Core:
@@ -123,7 +85,7 @@ class Core:
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, *, db: Database | None = None,
-                    client: GenerationClient | None = None) -> "Core":
+                    client: GenerationClient | None = None) -> Core:
         """The bot as config.toml (``$BOT_CONFIG``) describes it: the one wiring point."""
         book = load_styles(path)
         settings = load_settings(book.path)

@@ -15,8 +15,13 @@ import logging
 from collections.abc import Iterable
 
 from aiohttp import web
-from prometheus_client import (CollectorRegistry, Counter, Histogram, PlatformCollector,
-                               ProcessCollector)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 log = logging.getLogger(__name__)

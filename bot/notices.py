@@ -99,5 +99,5 @@ async def watch_training(core, stop: asyncio.Event, every_s: float | None = None
             log.exception("looking for finished training runs failed")
         try:
             await asyncio.wait_for(stop.wait(), every_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

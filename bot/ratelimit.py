@@ -14,7 +14,7 @@ against the platform's own flood limits.
 from __future__ import annotations
 
 import time
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 MAX_BUCKETS = 100_000
 

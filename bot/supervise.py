@@ -22,7 +22,7 @@ import asyncio
 import importlib
 import logging
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("bot")
 Serve = Callable[[asyncio.Event], Awaitable[None]]

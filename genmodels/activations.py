@@ -44,7 +44,7 @@ class Activations:
         """Neurons per layer (the LSTM's hidden size)."""
         return self.hidden[0].shape[1]
 
-    def head(self, n: int) -> "Activations":
+    def head(self, n: int) -> Activations:
         """The first ``n`` characters and their states."""
         return Activations(self.text[:n], [h[:n] for h in self.hidden],
                            [c[:n] for c in self.cell], self.dropped)

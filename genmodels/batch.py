@@ -16,9 +16,9 @@ live rows. ``genmodels.engine`` drives batches from its per-model thread.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -26,7 +26,6 @@ from genmodels.artifact import Artifact
 from genmodels.batch_sampling import NoiseBank, RowParams, choose_batch
 from genmodels.kernel import NumpyLSTM
 from genmodels.sampler import STOP_RULES, Generation, SamplingParams, _stopped
-
 
 CHUNK_CHARS = 16  # streaming granularity: one callback per this many characters
 
@@ -127,7 +126,7 @@ class Batch:
         self._changed = False  # before the scan: a row completing during it sets it again
         done = [r.future.done() for r in self.rows]
         keep = [i for i, d in enumerate(done) if not d]
-        gone = [r for r, d in zip(self.rows, done) if d]
+        gone = [r for r, d in zip(self.rows, done, strict=True) if d]
         for r in gone:
             self.noise.close(r.slot)
             self._free.append(r.slot)
@@ -175,7 +174,7 @@ class Batch:
         self.ids[sampling] = nxt
         rows = self.rows if isinstance(sampling, slice) else [self.rows[i] for i in sampling]
         chars = self.chars
-        for row, c in zip(rows, nxt.tolist()):
+        for row, c in zip(rows, nxt.tolist(), strict=True):
             self._append(row, chars[c])
         return len(rows)
 

@@ -38,7 +38,7 @@ class RowParams:
         self.any_top_k = bool((self.top_k > 0).any())
         self.any_top_p = bool((self.top_p < 1.0).any())
 
-    def take(self, rows: np.ndarray) -> "RowParams":
+    def take(self, rows: np.ndarray) -> RowParams:
         return RowParams(self.temperature[rows], self.top_k[rows], self.top_p[rows])
 
 

@@ -63,11 +63,11 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-_shared: "BlasThreads | None" = None
+_shared: BlasThreads | None = None
 _shared_lock = threading.Lock()
 
 
-def policy(setting: str | int = "auto") -> "BlasThreads":
+def policy(setting: str | int = "auto") -> BlasThreads:
     """The process-wide "auto" policy (one per process: the thread count is global), or
     a fixed one for a number."""
     global _shared

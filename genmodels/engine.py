@@ -134,7 +134,7 @@ class ModelLoop(Versions):
         return out
 
     # -- the loop -----------------------------------------------------------------------
-    def start(self) -> "ModelLoop":
+    def start(self) -> ModelLoop:
         with self._cond:
             if self._running:
                 return self
@@ -298,14 +298,14 @@ class Engine:
         self._running = False
 
     @classmethod
-    def from_settings(cls, cfg: dict, **kw) -> "Engine":
+    def from_settings(cls, cfg: dict, **kw) -> Engine:
         """An engine with config.toml's ``[inference]`` settings
         (``generation.inference_settings``); ``kw`` as for ``Engine``."""
         return cls(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
                    poll_s=float(cfg["poll_s"]), backend=cfg["backend"],
                    blas_threads=cfg["blas_threads"], **kw)
 
-    def start(self) -> "Engine":
+    def start(self) -> Engine:
         with self._lock:
             self._running = True
             for loop in self._loops.values():

@@ -52,7 +52,7 @@ class HttpClient:
                 async with self._client().request(method, self.url + path, json=body) as resp:
                     data = await _json(resp)
                     return _check(resp.status, data)
-            except asyncio.TimeoutError:  # first: aiohttp's timeouts are connection errors too
+            except TimeoutError:  # first: aiohttp's timeouts are connection errors too
                 raise GenerationError("the inference service took too long; "
                                       "try again later") from None
             except _RETRYABLE:

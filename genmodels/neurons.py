@@ -35,8 +35,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from genmodels.activations import KINDS, Activations, trace
 from genmodels import artifact as artifacts
+from genmodels.activations import Activations, trace
 from genmodels.artifact import Artifact
 from genmodels.registry import active_path
 from genmodels.sampler import Sampler, SamplingParams
@@ -78,7 +78,7 @@ def position_in_line(text: str) -> np.ndarray:
 def _is_word(text: str) -> np.ndarray:
     prev = " " + text[:-1]
     return np.array([ch.isalpha() or (ch in "'\u2019" and p.isalpha())
-                     for ch, p in zip(text, prev)], np.float32)
+                     for ch, p in zip(text, prev, strict=True)], np.float32)
 
 
 def inside_word(text: str) -> np.ndarray:
@@ -275,7 +275,7 @@ def _draw(text: str, values: np.ndarray, title: str, legend: str, lay: Layout) -
     FigureCanvasAgg(fig)
     limit = max(float(np.abs(values).max()), 1e-6)
     norm, grid = Normalize(-limit, limit), np.full((lay.rows, lay.cols), np.nan)
-    for (row, col), v in zip(lay.cells, values):
+    for (row, col), v in zip(lay.cells, values, strict=True):
         grid[row, col] = v
     ax = fig.add_axes((PAD / width, LEGEND_H / height, lay.cols * CELL_W / width,
                        lay.rows * CELL_H / height))
@@ -284,7 +284,7 @@ def _draw(text: str, values: np.ndarray, title: str, legend: str, lay: Layout) -
     ax.set_axis_off()
     with warnings.catch_warnings():  # a glyph the font lacks is drawn as a box, no noise
         warnings.simplefilter("ignore")
-        for ch, (row, col), v in zip(text, lay.cells, values):
+        for ch, (row, col), v in zip(text, lay.cells, values, strict=True):
             if ch != " ":
                 dark = abs(v) > 0.6 * limit  # white letters on the deepest colours
                 ax.text(col + 0.5, row + 0.55, DISPLAY.get(ch, ch), ha="center",

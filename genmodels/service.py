@@ -46,8 +46,7 @@ from genmodels.logfilters import RepeatFilter
 from genmodels.metrics import registry_for
 from genmodels.openapi import SPEC
 from genmodels.service_http import Limits, start_site
-from genmodels.service_request import (MAX_BODY, RequestError, check_params, parse_request,
-                                       read_json)
+from genmodels.service_request import MAX_BODY, RequestError, check_params, parse_request, read_json
 from genmodels.styles import ConfigError, StyleBook, load_styles
 
 log = logging.getLogger("genmodels.service")

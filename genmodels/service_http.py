@@ -41,7 +41,7 @@ class Limits:
     max_connections: int = 1024
 
     @classmethod
-    def from_settings(cls, cfg: dict) -> "Limits":
+    def from_settings(cls, cfg: dict) -> Limits:
         return cls(keepalive_s=float(cfg["keepalive_s"]),
                    read_timeout_s=float(cfg["read_timeout_s"]),
                    max_connections=int(cfg["max_connections"]))

@@ -91,7 +91,7 @@ class TFBackend:
         return tf.matmul(x, self.dense) + self.dense_b, new_h, new_c
 
     def new_state(self, n: int) -> TFState:
-        tf, hid = self.tf, self.cfg.hidden
+        tf = self.tf
         with tf.device(self.device):
             rows = [tf.tile(row, [n, 1]) for row in self.start]
         return TFState(rows[:self.cfg.n_layers], rows[self.cfg.n_layers:])
@@ -110,5 +110,5 @@ class TFBackend:
             def fix(t, start):
                 kept = tf.gather(t, idx)
                 return tf.concat([kept, tf.tile(start, [add, 1])], 0) if add else kept
-            return TFState([fix(t, s) for t, s in zip(state.h, self.start[:n])],
-                           [fix(t, s) for t, s in zip(state.c, self.start[n:])])
+            return TFState([fix(t, s) for t, s in zip(state.h, self.start[:n], strict=True)],
+                           [fix(t, s) for t, s in zip(state.c, self.start[n:], strict=True)])

@@ -32,10 +32,21 @@ from sqlalchemy.orm import Session
 
 from storage.engine import config_path
 from storage.errors import StorageConfigError
-from storage.models import (Generation, Rating, Request, Setting, SettingChange,
-                            TemperatureScope, utcnow)
-from storage.settings import MAX_TEMPERATURE, MIN_TEMPERATURE, effective_temperature
-from storage.settings import _key as setting_key
+from storage.models import (
+    Generation,
+    Rating,
+    Request,
+    Setting,
+    SettingChange,
+    TemperatureScope,
+    utcnow,
+)
+from storage.settings import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    _key as setting_key,
+    effective_temperature,
+)
 
 DEFAULT_GRID = (0.3, 0.5, 0.7, 0.9, 1.1)
 CHOSEN = "bandit_temperature"  # settings.name of the nightly choice (never an override)
@@ -248,7 +259,7 @@ class Evidence:
         else:
             head = f"{self.style}: temperature {self.chosen:g}, learned from ratings"
         rows = [f"  {a.temperature:>4g}: +{a.up}/-{a.down}  approval ~{a.mean:.0%}  "
-                f"P(best) {p:.0%}" for a, p in zip(self.arms, self.p_best)]
+                f"P(best) {p:.0%}" for a, p in zip(self.arms, self.p_best, strict=True)]
         return [head, *rows]
 
 

@@ -29,18 +29,31 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, OperationalError,
-                            ProgrammingError)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    TimeoutError as PoolTimeout,
+)
 
-from storage.engine import (BUSY_TIMEOUT_MS, PG_CONNECT_TIMEOUT_S, ROOT, database_url,
-                            describe, make_engine, session_factory)
+from storage.engine import (
+    BUSY_TIMEOUT_MS,
+    PG_CONNECT_TIMEOUT_S,
+    ROOT,
+    database_url,
+    describe,
+    make_engine,
+    session_factory,
+)
 from storage.errors import InvalidInput, StorageUnavailable
 from storage.log import Logged, log_request
 from storage.records import RequestRecord
@@ -178,7 +191,7 @@ class Database:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         return self
 
     async def __aexit__(self, *exc_info) -> None:

@@ -16,8 +16,15 @@ from sqlalchemy.orm import Session
 
 from storage.errors import InvalidInput, NotFound
 from storage.models import STYLE_LEN, VERSION_LEN, Chat, Generation, Outcome, Request, User
-from storage.records import (MAX_ERROR_CHARS, MAX_ID_CHARS, MAX_NAME_CHARS,
-                             MAX_PRIME_CHARS, MAX_TEXT_CHARS, RequestRecord, clean_text)
+from storage.records import (
+    MAX_ERROR_CHARS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PRIME_CHARS,
+    MAX_TEXT_CHARS,
+    RequestRecord,
+    clean_text,
+)
 from storage.upsert import insert_ignore
 
 _EXACT_LIMITS = (("platform", 16), ("style", STYLE_LEN), ("model_version", VERSION_LEN))

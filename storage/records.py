@@ -98,7 +98,7 @@ class RequestRecord:
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: dt.datetime = field(default_factory=utcnow)
 
-    def checked(self) -> "RequestRecord":
+    def checked(self) -> RequestRecord:
         """Validate numbers and enums (``InvalidInput``); return self for chaining."""
         check_choice("outcome", self.outcome, Outcome)
         if self.text is not None:
@@ -122,7 +122,7 @@ class RequestRecord:
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, line: str) -> "RequestRecord":
+    def from_json(cls, line: str) -> RequestRecord:
         data = json.loads(line)
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}

@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 # The sampler's bounds, so no stored temperature is one generation refuses (NumPy only).
 from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE
 from storage.errors import InvalidInput, NotFound
-from storage.models import (STYLE_LEN, Chat, Setting, SettingChange, TemperatureScope,
-                            utcnow)
+from storage.models import STYLE_LEN, Chat, Setting, SettingChange, TemperatureScope, utcnow
 from storage.records import check_float
 from storage.upsert import insert_ignore
 

@@ -57,21 +57,21 @@ class Spool:
             # leaves unescaped inside a prime.
             lines = self.path.read_text(encoding=ENCODING, errors=ERRORS).split("\n")
             stored, rejected = 0, []
+            done = len(lines)  # lines handled: all, unless the database goes away
             for i, line in enumerate(lines):
                 if not line.strip():
                     continue
                 try:
                     store(RequestRecord.from_json(line))
                 except StorageUnavailable:
+                    done = i
                     break
                 except (InvalidInput, ValueError, TypeError, KeyError) as exc:
                     log.error("spooled request refused, kept in %s: %s",
                               self.rejected_path, exc)
                     rejected.append(line)
                 stored += 1
-            else:
-                i = len(lines)
-            left = [line for line in lines[i:] if line.strip()]
+            left = [line for line in lines[done:] if line.strip()]
             if rejected:
                 self._append_lines(self.rejected_path, rejected)
             self._rewrite(left)

@@ -17,8 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.errors import InvalidInput, NotFound
-from storage.models import (STYLE_LEN, VERSION_LEN, ModelVersion, RunStatus, RunTrigger,
-                            TrainingRun, VersionStatus, utcnow)
+from storage.models import (
+    STYLE_LEN,
+    VERSION_LEN,
+    ModelVersion,
+    RunStatus,
+    RunTrigger,
+    TrainingRun,
+    VersionStatus,
+    utcnow,
+)
 from storage.records import MAX_ERROR_CHARS, check_choice, check_float, clean_text
 
 

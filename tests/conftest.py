@@ -133,7 +133,7 @@ class BotSetup:
         self.corpora = root / "corpora"
         self.models = root / "models"
 
-    def write(self, toml: str = CONFIG_TOML) -> "BotSetup":
+    def write(self, toml: str = CONFIG_TOML) -> BotSetup:
         self.corpora.mkdir(parents=True, exist_ok=True)
         text = tiny_text()
         (self.corpora / "tiny.txt").write_text(text, encoding="utf-8")

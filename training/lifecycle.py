@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,7 +56,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"heartbeat-run-{run_id}")
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 

@@ -38,8 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genmodels import artifact as artifacts
-from genmodels import widen
+from genmodels import artifact as artifacts, widen
 from genmodels.kernel import NumpyLSTM, State
 from genmodels.sampler import STOP_RULES, Sampler, SamplingParams
 from genmodels.styles import Style, StyleBook

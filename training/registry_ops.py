@@ -20,19 +20,25 @@ scheduler starting beside a live one leaves that one's runs alone.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import re
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from genmodels import registry
 from storage.errors import InvalidInput, NotFound
-from storage.models import (STYLE_LEN, ModelVersion, RunStatus, RunTrigger, TrainingRun,
-                            VersionStatus, utcnow)
+from storage.models import (
+    STYLE_LEN,
+    ModelVersion,
+    RunStatus,
+    RunTrigger,
+    TrainingRun,
+    VersionStatus,
+    utcnow,
+)
 from storage.records import check_float
 from storage.stats import version_stats
 from storage.versions import active_model_version, list_model_versions, promote_model_version

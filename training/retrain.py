@@ -37,20 +37,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from genmodels import artifact as artifacts
-from genmodels import registry
+from genmodels import artifact as artifacts, registry
 from genmodels.styles import StyleBook
 from storage.errors import InvalidInput
 from storage.models import RunStatus
-from storage.versions import (active_model_version, finish_training_run,
-                              promote_model_version, register_model_version,
-                              retire_model_version, start_training_run)
+from storage.versions import (
+    active_model_version,
+    finish_training_run,
+    promote_model_version,
+    register_model_version,
+    retire_model_version,
+    start_training_run,
+)
 from training import registry_ops
 from training.lifecycle import Heartbeat, die_with_parent
 from training.schedule_config import ScheduleConfig
@@ -81,7 +85,7 @@ class RunResult:
     seconds: float = 0.0
 
     @classmethod
-    def from_row(cls, run) -> "RunResult":
+    def from_row(cls, run) -> RunResult:
         """Rebuild a finished run from its ``training_runs`` row (another process ran it)."""
         m = run.metrics or {}
         return cls(run.id, run.style, m.get("outcome", "failed"),
@@ -298,7 +302,7 @@ class Retrainer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-            raise RetrainError(f"{args[0]} timed out after {timeout:g} s and was killed")
+            raise RetrainError(f"{args[0]} timed out after {timeout:g} s and was killed") from None
         finally:
             self.child = None
         if self.stopping.is_set() and proc.returncode != 0:

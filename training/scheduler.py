@@ -210,9 +210,9 @@ def _serve(sched: StyleScheduler) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from genmodels.cli import OneLineParser, fail
     from sqlalchemy.exc import DBAPIError
 
+    from genmodels.cli import OneLineParser, fail
     from genmodels.styles import ConfigError
     from storage.errors import StorageError
 

@@ -9,14 +9,14 @@ Revises: 0001
 Create Date: 2026-11-26 15:05:00
 
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = '0002'
-down_revision: Union[str, Sequence[str], None] = '0001'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0001'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 OLD = "status IN ('running', 'succeeded', 'failed', 'cancelled')"
 NEW = "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')"

@@ -9,15 +9,15 @@ Revises: 0002
 Create Date: 2026-12-05 09:00:00
 
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0003'
-down_revision: Union[str, Sequence[str], None] = '0002'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 OLD = "outcome IN ('ok', 'error', 'rate_limited', 'bad_input', 'busy')"
 NEW = "outcome IN ('ok', 'error', 'rate_limited', 'bad_input', 'busy', 'undelivered')"

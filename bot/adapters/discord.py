@@ -100,7 +100,7 @@ class RateButton(discord.ui.DynamicItem[discord.ui.Button],
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item,
-                             match: re.Match[str]) -> "RateButton":
+                             match: re.Match[str]) -> RateButton:
         return cls(match["data"], getattr(item, "label", "") or "")
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -129,7 +129,7 @@ class _Client(discord.AutoShardedClient):
     small bot), so growing past that needs no change.
     """
 
-    def __init__(self, adapter: "DiscordAdapter", intents: discord.Intents) -> None:
+    def __init__(self, adapter: DiscordAdapter, intents: discord.Intents) -> None:
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)

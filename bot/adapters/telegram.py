@@ -35,14 +35,32 @@ import re
 from telegram import BotCommand, Update
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
-from telegram.ext import (Application, ApplicationBuilder, CallbackQueryHandler,
-                          ContextTypes, MessageHandler, filters)
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
-from bot.adapters.telegram_delivery import (CAPTION_LIMIT, MESSAGE_LIMIT, FloodLimiter,
-                                            Target, keyboard, message_parts, send_reply)
-from bot.adapters.telegram_updates import (JournalingProcessor, JournalingQueue,
-                                           UpdateJournal, UpdateWindow, bot_id_of,
-                                           replay_unfinished)
+from bot.adapters.telegram_delivery import (
+    CAPTION_LIMIT,
+    MESSAGE_LIMIT,
+    FloodLimiter,
+    Target,
+    keyboard,
+    message_parts,
+    send_reply,
+)
+from bot.adapters.telegram_updates import (
+    JournalingProcessor,
+    JournalingQueue,
+    UpdateJournal,
+    UpdateWindow,
+    bot_id_of,
+    replay_unfinished,
+)
 from bot.core import SORRY, Core, Reply, Request
 from genmodels.styles import ConfigError
 

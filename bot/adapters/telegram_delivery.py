@@ -91,7 +91,7 @@ class Target:
     reply_to: int | None = None  # in groups: the command message
 
     @classmethod
-    def of(cls, message: Message) -> "Target":
+    def of(cls, message: Message) -> Target:
         thread = message.message_thread_id if message.is_topic_message else None
         group = message.chat.type != ChatType.PRIVATE
         return cls(message.chat_id, thread, message.message_id if group else None)

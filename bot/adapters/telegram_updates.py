@@ -32,8 +32,7 @@ from telegram.ext import Application, SimpleUpdateProcessor
 
 from storage.database import Database
 from storage.errors import StorageError
-from storage.updates import (finish_update, prune_updates, record_update,
-                             unfinished_updates)
+from storage.updates import finish_update, prune_updates, record_update, unfinished_updates
 
 log = logging.getLogger(__name__)
 WINDOW = 10_000  # update ids remembered in memory

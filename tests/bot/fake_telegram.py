@@ -24,8 +24,8 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from aiohttp import web
 
@@ -76,7 +76,7 @@ class FakeTelegram:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/bot"
 
-    async def start(self) -> "FakeTelegram":
+    async def start(self) -> FakeTelegram:
         app = web.Application(client_max_size=20 * 2**20)
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
@@ -219,7 +219,7 @@ class FakeTelegram:
             with_timeout = asyncio.wait_for(self._wait_update(), wait)
             try:
                 await with_timeout
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.updates[:int(params.get("limit") or 100)]
 

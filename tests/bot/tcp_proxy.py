@@ -20,7 +20,7 @@ class Proxy:
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
 
-    def up(self) -> "Proxy":
+    def up(self) -> Proxy:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))

@@ -14,15 +14,14 @@ import os
 import signal
 
 import pytest
-
-from bot import supervise
-from bot.__main__ import run
-from bot.adapters import discord as discord_adapter
-from bot.adapters import telegram as telegram_adapter
-from bot.core import Core
 from fake_telegram import TOKEN, FakeTelegram
 from fakediscord import GUILD_ID, REFUSED_TOKEN, FakeDiscord, user
 from fakediscord.payloads import OTHER_GUILD_ID
+
+from bot import supervise
+from bot.__main__ import run
+from bot.adapters import discord as discord_adapter, telegram as telegram_adapter
+from bot.core import Core
 from genmodels.registry import activate
 from storage.__main__ import upgrade
 from storage.database import Database
@@ -128,7 +127,8 @@ def test_a_bot_in_more_than_2500_servers_connects_with_the_shards_discord_asks_f
             assert sorted(dc._ws) == [0, 1] and dc.refused == []
             for guild in (GUILD_ID, OTHER_GUILD_ID):  # on shard 1 and shard 0
                 token = await dc.slash("tiny", {"text": "the"}, author=BOB, guild_id=guild)
-                (answer,) = await dc.wait_for(lambda: dc.messages_for(token))
+                # awaited at once, but bound anyway: a closure over a loop variable
+                (answer,) = await dc.wait_for(lambda token=token: dc.messages_for(token))
                 assert answer["content"].startswith("the")
             stop.set()
             await asyncio.wait_for(task, 30)

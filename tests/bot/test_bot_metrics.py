@@ -82,7 +82,8 @@ def test_requests_are_counted_by_command_and_outcome_and_served(chat):
     assert first[requests("unknown", "rate_limited")] == 1
     assert first[requests("none", "rate_limited")] == 1  # plain words
     assert not any(dict(labels).get("command") == "nosuch" for _, labels in first)
-    ours = lambda scraped: {k: v for k, v in scraped.items() if k[0].startswith("stylebot_")}
+    def ours(scraped: dict) -> dict:
+        return {k: v for k, v in scraped.items() if k[0].startswith("stylebot_")}
     assert ours(out["again"]) == ours(first)  # a scrape resets nothing
     assert later[requests("help", "rate_limited")] == 1
     count = ("stylebot_bot_reply_seconds_count", (("command", "tiny"),))

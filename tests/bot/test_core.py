@@ -10,12 +10,11 @@ import asyncio
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from storage.log import get_or_create_chat
-from storage.models import (Rating, Request as RequestRow, Setting, SettingChange,
-                            TrainingRun)
-from storage.settings import _key as setting_key
 from bot.core import Request
 from storage.database import Database
+from storage.log import get_or_create_chat
+from storage.models import Rating, Request as RequestRow, Setting, SettingChange, TrainingRun
+from storage.settings import _key as setting_key
 from storage.versions import promote_model_version, register_model_version
 
 USER = "42"

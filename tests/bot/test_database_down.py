@@ -16,12 +16,12 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
+from tcp_proxy import Proxy
 
 from bot.core import Request
 from storage.__main__ import upgrade
 from storage.database import Database
 from storage.models import Request as RequestRow
-from tcp_proxy import Proxy
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

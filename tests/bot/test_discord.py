@@ -11,13 +11,13 @@ import logging
 
 import discord
 import pytest
+from fakediscord import ADMIN_ROLE_ID, GUILD_ID, REFUSED_TOKEN, FakeDiscord, user
+from fakediscord.payloads import ID_NAMED_ROLE_ID, OTHER_ADMINS_ROLE_ID, OTHER_GUILD_ID
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from bot.adapters.discord import DiscordAdapter, load_discord_settings, serve
 from bot.core import Core, Reply
-from fakediscord import ADMIN_ROLE_ID, GUILD_ID, REFUSED_TOKEN, FakeDiscord, user
-from fakediscord.payloads import ID_NAMED_ROLE_ID, OTHER_ADMINS_ROLE_ID, OTHER_GUILD_ID
 from genmodels.registry import activate
 from storage.__main__ import upgrade
 from storage.database import Database
@@ -343,9 +343,10 @@ def test_serve_runs_until_stopped_and_a_refused_token_raises(world):
 def test_admins_get_a_direct_message_when_a_training_run_finishes(world, caplog):
     import dataclasses
 
+    from runs import PROMOTED, finished_run
+
     from bot.adapters.discord import plain_chunks
     from bot.notices import RunWatcher
-    from runs import PROMOTED, finished_run
 
     async def main():
         async with world().running() as w:

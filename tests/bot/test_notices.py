@@ -10,10 +10,11 @@ import asyncio
 import io
 import os
 
+from runs import PROMOTED, finish, finished_run, started_run
+
 from bot import notices
 from bot.adapters import console
 from bot.notices import RunWatcher, watch_training
-from runs import PROMOTED, finish, finished_run, started_run
 
 REFUSED = ("retrain tiny: val loss 1.5000 -> 1.4000 nats/char, tiny-v2 refused by the "
            "gate, still serving tiny-v1")

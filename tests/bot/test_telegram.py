@@ -9,9 +9,10 @@ import asyncio
 import contextlib
 
 from fake_telegram import TOKEN, FakeTelegram
-from storage.models import Rating, Request as RequestRow, SettingChange
+
 from bot.adapters import telegram
 from bot.core import Reply
+from storage.models import Rating, Request as RequestRow, SettingChange
 
 ADMIN = 1  # an admin in the chat fixture's settings
 USER = 42
@@ -214,8 +215,9 @@ def test_webhook_mode_receives_updates_over_http(chat, monkeypatch):
 
 
 def test_admins_are_told_in_private_when_a_training_run_finishes(chat, caplog):
-    from bot.notices import RunWatcher, watch_training
     from runs import PROMOTED, finished_run
+
+    from bot.notices import RunWatcher, watch_training
 
     async def scenario():
         # "0x" is no Telegram id: its send fails, is logged, and the real admin still hears.

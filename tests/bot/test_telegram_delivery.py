@@ -9,16 +9,17 @@ import asyncio
 import dataclasses
 import logging
 import socket
+from itertools import pairwise
 
 import aiohttp
 import pytest
+from fake_telegram import ANONYMOUS_ADMIN, TOKEN, FakeTelegram
+from test_telegram import USER, running, to_chat
 
 from bot.adapters import telegram, telegram_delivery
 from bot.adapters.telegram_updates import UpdateWindow
-from fake_telegram import ANONYMOUS_ADMIN, TOKEN, FakeTelegram
 from genmodels.styles import ConfigError
 from storage.models import Request as RequestRow, User
-from test_telegram import USER, running, to_chat
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def test_replies_keep_to_one_message_a_second_per_chat(chat):
         finally:
             await server.stop()
         times = sorted(c.at for c in server.calls if c.params.get("chat_id") == USER)
-        assert len(times) == 3 and min(b - a for a, b in zip(times, times[1:])) >= 0.9
+        assert len(times) == 3 and min(b - a for a, b in pairwise(times)) >= 0.9
         (other,) = [c.at for c in server.calls if c.params.get("chat_id") == USER + 1]
         assert other - times[0] < 0.5  # another chat does not wait
     chat.run(scenario)

@@ -13,9 +13,9 @@ import sys
 from collections import Counter
 
 import pytest
+from fake_telegram import TOKEN, FakeTelegram
 from sqlalchemy import create_engine, func, select
 
-from fake_telegram import TOKEN, FakeTelegram
 from genmodels.registry import activate
 from storage.__main__ import upgrade
 from storage.models import Request as RequestRow, TelegramUpdate

@@ -132,6 +132,21 @@ def metric_values(text: str) -> dict[tuple, float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+async def settled_metrics(server: Server, done) -> tuple[str, dict[tuple, float]]:
+    """(content type, ``metric_values``) of /metrics once ``done(values)`` holds.
+
+    The engine counts a request just after resolving its future, so an answer can reach
+    the client a moment before its counters move: poll briefly instead of racing."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        async with server.http.get(server.url + "/metrics") as r:
+            assert r.status == 200
+            kind, values = r.headers["Content-Type"], metric_values(await r.text())
+        if done(values) or asyncio.get_running_loop().time() > deadline:
+            return kind, values
+        await asyncio.sleep(0.01)
+
+
 def http_request(body: bytes, headers: bytes = b"", path: bytes = b"/v1/generate") -> bytes:
     """A POST on one connection that closes after the answer; ``headers`` as raw lines."""
     return (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"

@@ -24,7 +24,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def __enter__(self) -> "ServiceProcess":
+    def __enter__(self) -> ServiceProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT), **self.env)
         env.setdefault("MODEL_REGISTRY", str(self.log.parent / "empty-registry"))
         self._out = open(self.log, "wb")

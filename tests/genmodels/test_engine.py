@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
 from engine_testing import install_gate, wait_for
+
 from genmodels.batch_sampling import RowParams, choose_batch
 from genmodels.engine import Engine, EngineClient
 from genmodels.generation import Busy, GenerationError, ModelUnavailable

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 import pytest
+from engine_testing import Server, install_gate, metric_values
 
 import genmodels.engine as engine_mod
-from engine_testing import Server, install_gate, metric_values
 from genmodels.engine import Engine
 from genmodels.registry import activate
 

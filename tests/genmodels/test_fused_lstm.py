@@ -31,7 +31,8 @@ def test_fused_lstm_matches_keras_lstm_values_and_gradients():
     weights = [w + rng.normal(0, 0.3, w.shape).astype(np.float32) for w in ref.get_weights()]
     ref.set_weights(weights)
     fused.set_weights(weights)
-    for got, want in zip(_outputs_and_grads(fused, x, dy), _outputs_and_grads(ref, x, dy)):
+    for got, want in zip(_outputs_and_grads(fused, x, dy), _outputs_and_grads(ref, x, dy),
+                         strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 

@@ -14,9 +14,20 @@ from genmodels.activations import trace
 from genmodels.artifact import Artifact, weight_shapes
 from genmodels.config import ModelConfig
 from genmodels.kernel import NumpyLSTM
-from genmodels.neurons import (CMAP, MIN_CHARS, find, inside_quotes, inside_word, layout,
-                               neuron_picture, position_in_line, position_in_word,
-                               render_png, top_per_layer, upper_case_line)
+from genmodels.neurons import (
+    CMAP,
+    MIN_CHARS,
+    find,
+    inside_quotes,
+    inside_word,
+    layout,
+    neuron_picture,
+    position_in_line,
+    position_in_word,
+    render_png,
+    top_per_layer,
+    upper_case_line,
+)
 from genmodels.vocab import Vocabulary
 
 PLANTED = 3  # the quote-following cell of layer 0

@@ -5,8 +5,14 @@ import pytest
 from genmodels.artifact import Artifact
 from genmodels.config import ModelConfig
 from genmodels.kernel import NumpyLSTM
-from genmodels.sampler import (_NOISE_BLOCK, STOP_RULES, Sampler, SamplingParams, choose,
-                               gumbel_block)
+from genmodels.sampler import (
+    _NOISE_BLOCK,
+    STOP_RULES,
+    Sampler,
+    SamplingParams,
+    choose,
+    gumbel_block,
+)
 from genmodels.vocab import Vocabulary
 
 TEXT = "abcdefghijklmnopqrstuvwxyz .,\n"
@@ -18,7 +24,7 @@ def sampler(artifact_factory):
 
 
 def scripted_artifact(chars: str, first: dict[str, str],
-                      second: dict[tuple[str, str], str] = {}) -> Artifact:
+                      second: dict[tuple[str, str], str] | None = None) -> Artifact:
     """Real LSTM weights that follow rules: the next char after ``cur`` is ``first[cur]``,
     unless the previous char and ``cur`` have a rule in ``second`` (which wins).
 
@@ -27,6 +33,7 @@ def scripted_artifact(chars: str, first: dict[str, str],
     step's unit p is on, so it detects the pair (p, c). The dense layer maps each
     detector to the logit of the char that follows it.
     """
+    second = second or {}
     vocab = Vocabulary(sorted(chars))
     v = len(vocab)
     hid = v + v * v

@@ -4,8 +4,8 @@ import asyncio
 import json
 
 import pytest
-
 from engine_testing import Server, install_gate
+
 from genmodels.engine import Engine
 from genmodels.generation import Busy, GenerationError, ModelUnavailable, make_client
 from genmodels.http_client import HttpClient

@@ -15,12 +15,12 @@ import threading
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
-
 from engine_testing import http_request, status_of
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from service_process import ServiceProcess
+
 from genmodels.sampler import STOP_RULES
 from genmodels.service_request import FIELDS
-from service_process import ServiceProcess
 
 pytestmark = pytest.mark.timeout(300)
 REQUESTS = 10_000
@@ -106,7 +106,7 @@ class Fuzzer:
         try:
             status, answer = await (self._json(payload) if kind == "json" else
                                     self._raw(payload))
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             status, answer = -1, repr(exc)  # no answer: tallied, and shown if it counts
         finally:
             self._slots.release()

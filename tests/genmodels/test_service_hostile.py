@@ -6,8 +6,8 @@ import json
 import logging
 
 import pytest
-
 from engine_testing import Server, http_request, status_of
+
 from genmodels.engine import Engine
 from genmodels.service_request import FIELDS
 

@@ -8,14 +8,14 @@ import socket
 import time
 
 import pytest
+from engine_testing import Server, http_request, install_gate, status_of
+from service_process import ServiceProcess
 
 import genmodels.engine as engine_mod
-from engine_testing import Server, http_request, install_gate, status_of
 from genmodels.engine import Engine
 from genmodels.logfilters import RepeatFilter
 from genmodels.sampler import SamplingParams
 from genmodels.service_http import Limits
-from service_process import ServiceProcess
 
 pytestmark = pytest.mark.timeout(120)
 FAST = Limits(keepalive_s=0.5, read_timeout_s=0.5, max_connections=8)
@@ -106,8 +106,9 @@ def test_the_real_service_logs_a_repeated_line_once(make_bot, tmp_path):
 def test_repeat_filter_lets_a_line_through_once_per_interval_and_counts_the_rest():
     now = [0.0]
     flt = RepeatFilter(interval_s=60, clock=lambda: now[0])
-    record = lambda: logging.LogRecord("x", logging.WARNING, "f", 1, "disk %s full", ("A",),
-                                       None)
+
+    def record() -> logging.LogRecord:
+        return logging.LogRecord("x", logging.WARNING, "f", 1, "disk %s full", ("A",), None)
     assert [flt.filter(record()) for _ in range(100)].count(True) == 1
     assert flt.filter(logging.LogRecord("x", logging.WARNING, "f", 1, "other", (), None))
     now[0] = 61.0

@@ -46,11 +46,11 @@ def test_fresh_streams_and_resets_begin_at_the_start_state(artifact_factory):
     lstm.step(np.array([1, 2]), state)
     state.resize(np.array([1]), 2)  # keep stream 1, add two fresh ones
     fresh = lstm.start_state(1)
-    for a, b in zip(state.x + state.c, fresh.x + fresh.c):
+    for a, b in zip(state.x + state.c, fresh.x + fresh.c, strict=True):
         np.testing.assert_array_equal(a[:, 1:], np.repeat(b, 2, axis=1))
         assert not np.array_equal(a[:, :1], b)
     state.reset(0)
-    for a, b in zip(state.x + state.c, fresh.x + fresh.c):
+    for a, b in zip(state.x + state.c, fresh.x + fresh.c, strict=True):
         np.testing.assert_array_equal(a[:, :1], b)
 
 

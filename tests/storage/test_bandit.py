@@ -8,8 +8,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from storage.bandit import (BanditConfig, arms, choose_temperature, chosen_default,
-                            evidence, load_config, update_defaults)
+from storage.bandit import (
+    BanditConfig,
+    arms,
+    choose_temperature,
+    chosen_default,
+    evidence,
+    load_config,
+    update_defaults,
+)
 from storage.errors import StorageConfigError
 from storage.log import log_request
 from storage.models import SettingChange

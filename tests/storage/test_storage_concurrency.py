@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 from sqlalchemy import func, select
 
@@ -100,6 +101,6 @@ def test_concurrent_admins_leave_a_consistent_audit_trail(committed):
         total = s.execute(select(func.count()).select_from(SettingChange)).scalar_one()
     assert total == len(values) and sorted(t.new_value for t in trail) == sorted(values)
     assert trail[0].old_value is None
-    for before, after in zip(trail, trail[1:]):  # each change starts from the last one
+    for before, after in pairwise(trail):  # each change starts from the last one
         assert after.old_value == before.new_value
     assert current == (trail[-1].new_value, "style")

@@ -8,8 +8,15 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.errors import InvalidInput, NotFound
-from storage.log import (generation_of_request, get_generation, get_or_create_chat,
-                         get_or_create_user, get_request, log_request, recent_requests)
+from storage.log import (
+    generation_of_request,
+    get_generation,
+    get_or_create_chat,
+    get_or_create_user,
+    get_request,
+    log_request,
+    recent_requests,
+)
 from storage.models import Chat, Generation, Request, User
 from storage.records import MAX_PRIME_CHARS, MAX_TEXT_CHARS
 
@@ -114,7 +121,7 @@ def test_unstorable_values_are_refused_and_nothing_is_written(session, record, o
 
 
 def test_recent_requests_newest_first_and_filtered(session, record):
-    base = dt.datetime(2026, 11, 22, 8, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC)
     ids = [log_request(session, record(created_at=base + dt.timedelta(minutes=i),
                                        user_external_id=str(i % 2))).request_id
            for i in range(4)]

@@ -30,7 +30,7 @@ def test_rating_again_changes_the_value_and_keeps_one_row(session, record):
 def test_score_counts_each_person_once(session, record):
     gen = log_request(session, record()).generation_id
     users = [get_or_create_user(session, "discord", str(i)) for i in range(5)]
-    for user, value in zip(users, [1, 1, 1, -1, -1]):
+    for user, value in zip(users, [1, 1, 1, -1, -1], strict=True):
         rate(session, gen, user, value)
     rate(session, gen, users[0], 1)  # the same vote again changes nothing
     assert score(session, gen) == (3, 2) and score(session, gen).net == 1

@@ -7,9 +7,15 @@ import pytest
 
 from storage.errors import InvalidInput, NotFound
 from storage.log import get_or_create_chat, get_or_create_user
-from storage.settings import (MAX_TEMPERATURE, MIN_TEMPERATURE, clear_temperature,
-                              effective_temperature, set_temperature, temperature_history,
-                              temperature_settings)
+from storage.settings import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    clear_temperature,
+    effective_temperature,
+    set_temperature,
+    temperature_history,
+    temperature_settings,
+)
 
 
 @pytest.fixture()

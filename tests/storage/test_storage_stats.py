@@ -7,7 +7,7 @@ from storage.log import get_or_create_user, log_request
 from storage.ratings import rate
 from storage.stats import style_stats, version_stats
 
-T0 = dt.datetime(2026, 11, 22, 8, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC)
 
 
 def test_figures_per_style_and_version(session, record):

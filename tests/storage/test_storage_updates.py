@@ -8,8 +8,7 @@ import datetime as dt
 
 from storage.log import get_request, log_request, mark_undelivered
 from storage.models import utcnow
-from storage.updates import (KEEP, finish_update, prune_updates, record_update,
-                             unfinished_updates)
+from storage.updates import KEEP, finish_update, prune_updates, record_update, unfinished_updates
 
 
 def test_an_update_is_recorded_once_and_unfinished_until_done(session):

@@ -9,12 +9,19 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.errors import InvalidInput, NotFound
 from storage.models import ModelVersion
-from storage.versions import (active_model_version, finish_training_run,
-                              get_model_version, list_model_versions,
-                              promote_model_version, register_model_version,
-                              retire_model_version, start_training_run, training_runs)
+from storage.versions import (
+    active_model_version,
+    finish_training_run,
+    get_model_version,
+    list_model_versions,
+    promote_model_version,
+    register_model_version,
+    retire_model_version,
+    start_training_run,
+    training_runs,
+)
 
-T0 = dt.datetime(2026, 11, 22, 8, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC)
 
 
 def register(session, version, style="shakespeare", minutes=0, **kw):

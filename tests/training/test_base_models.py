@@ -2,8 +2,7 @@
 import pytest
 
 from genmodels.styles import ConfigError
-from training import base_corpus
-from training import corpus as corpora
+from training import base_corpus, corpus as corpora
 
 BASE = """
 [bases.lang]

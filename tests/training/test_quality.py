@@ -93,7 +93,7 @@ def test_opening_places_by_hand():
 def _ce_by_hand(lstm, ids, stop, place, length, start=None):
     state = lstm.zero_state(1)
     if start is not None:
-        for a, b in zip(state.x + state.c, start.x + start.c):
+        for a, b in zip(state.x + state.c, start.x + start.c, strict=True):
             a[:] = b[:, :1]
     logits, _ = lstm.run([stop + list(ids[place:place + length - 1])], state)
     logits = logits[0, len(stop) - 1:].astype(np.float64)  # the stop's last char on

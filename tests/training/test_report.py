@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from training import base_corpus, ngram, report
-from training import corpus as corpora
-from training import report_results as results
+from training import base_corpus, corpus as corpora, ngram, report, report_results as results
 
 BASE = """
 [bases.english]
@@ -33,8 +31,8 @@ def quality(style, version, val, baseline, words, verbatim=(0.0, 0.0, 0.0), pare
             opening=(1.5, 1.25)):
     return {"style": style, "version": version, "val_loss": val,
             "baseline": {str(k): v for k, v in baseline.items()},
-            "real_words": dict(zip(("0.5", "0.7", "1"), words)),
-            "verbatim8": dict(zip(("0.5", "0.7", "1"), verbatim)),
+            "real_words": dict(zip(("0.5", "0.7", "1"), words, strict=True)),
+            "verbatim8": dict(zip(("0.5", "0.7", "1"), verbatim, strict=True)),
             "opening_zero": opening[0], "opening_start": opening[1],
             "parent_val_loss": parent}
 

@@ -24,12 +24,17 @@ from storage.log import log_request
 from storage.models import ModelVersion, TrainingRun
 from storage.ratings import rate
 from storage.records import RequestRecord
-from storage.versions import active_model_version, promote_model_version, \
-    register_model_version
-from training.registry_ops import (claim_queued, fail_stale, list_versions, prune,
-                                   queue_retrain, rollback)
+from storage.versions import active_model_version, promote_model_version, register_model_version
+from training.registry_ops import (
+    claim_queued,
+    fail_stale,
+    list_versions,
+    prune,
+    queue_retrain,
+    rollback,
+)
 
-T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def test_jobs_persist_across_a_restart_and_are_not_doubled(url, tmp_path, make_b
     assert tiny.trigger.fields[5].expressions[0].first == 2  # hour 2 (the override)
     assert tiny.trigger.jitter == 60
     # The scheduler was down at the run time: the run is due and must not be lost.
-    missed = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+    missed = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
     tiny.modify(next_run_time=missed)
     first.shutdown()
 
@@ -107,7 +107,7 @@ def test_poll_job_runs_a_queued_retrain(tmp_path, make_bot):
     sessions = session_factory(engine)
     with sessions.begin() as s:
         run_id = queue_retrain(s, "nosuch")[0].id  # fails fast, without training
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         # A run whose scheduler died two minutes ago, and one a live scheduler beats.
         stale = TrainingRun(style="tiny", trigger="schedule", status="running",
                             started_at=now - dt.timedelta(minutes=5),

@@ -6,6 +6,7 @@ corpus cache via a patched ``training.corpus.prepare``, checkpoints via ``runs_d
 """
 import math
 import re
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_tiny_corpus_trains_and_val_loss_falls(setup, trained):
     history = art.metrics["history"]
     assert len(history) >= 3
     assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
-    assert all(b["minutes"] > a["minutes"] for a, b in zip(history, history[1:]))
+    assert all(b["minutes"] > a["minutes"] for a, b in pairwise(history))
     val = [h["val_loss"] for h in history]
     uniform = math.log(len(art.vocab))
     assert val[0] < uniform + 0.5

@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yarl
 from aiohttp import WSMsgType, web
@@ -67,7 +68,7 @@ class FakeDiscord:
         self.port = 0
 
     # ---- lifecycle -------------------------------------------------------------
-    async def start(self) -> "FakeDiscord":
+    async def start(self) -> FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
