@@ -6,6 +6,7 @@
                                            # last line: val_loss_nats=<f> bits_per_char=<f>
     python -m training train-all           # bases, then every style after its parent
     python -m training report [--write]    # docs/MODELS.md (printed, or written)
+    python -m training warm STYLE          # store a warmed start state in the artifact
 
 Bad input (unknown style, corrupt artifact, empty corpus, ...) prints one line that
 names the problem and exits with status 2.
@@ -20,6 +21,7 @@ from genmodels.cli import OneLineParser, fail
 from training import ngram
 from training import quality
 from training import report
+from training import warm
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
@@ -68,6 +70,7 @@ def _parser() -> OneLineParser:
     quality.add_parser(sub)
     report.add_parser(sub)
     ngram.add_parser(sub)
+    warm.add_parser(sub)
     return p
 
 
@@ -120,7 +123,7 @@ def _train_all(book, args) -> None:
         Run(style, book).train()
 
 
-COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "report": report.run,
+COMMANDS = {"train": _train, "train-all": _train_all, "evaluate": _evaluate, "warm": warm.run, "report": report.run,
             "quality": quality.run, "baseline": ngram.run}
 
 

@@ -116,3 +116,16 @@ def test_the_base_corpus_mixes_its_sources(based, monkeypatch):
     tiny = set(base_corpus.training_part(book.get("tiny")).splitlines())
     first = set(half.splitlines())
     assert first & owl - {""} and first & tiny - {""}  # both sources in the first half
+
+
+def test_warm_gives_an_existing_artifact_its_start_state(bot, run_cli):
+    from genmodels.artifact import load
+
+    art = bot.save_artifact("tiny")
+    assert not any(k.startswith("start/") for k in art.weights)
+    proc = run_cli("training", ["warm", "tiny"], config=bot.config)
+    assert proc.returncode == 0, proc.stderr
+    back = load(bot.models / "tiny")
+    assert back.version == art.version and {"start/h_0", "start/c_1"} <= set(back.weights)
+    for name, value in art.weights.items():  # the model itself is untouched
+        assert (back.weights[name] == value).all()
