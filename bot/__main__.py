@@ -39,8 +39,9 @@ def choose(argv: list[str], env: dict[str, str]) -> list[str]:
         name = argv[0]
         if name not in ADAPTERS:
             raise ValueError(f"unknown adapter {name!r}; choose one of {', '.join(ADAPTERS)}")
-        if ADAPTERS[name] and not env.get(ADAPTERS[name]):
-            raise ValueError(f"{ADAPTERS[name]} is not set in the environment")
+        var = ADAPTERS[name]
+        if var and not env.get(var):
+            raise ValueError(f"{var} is not set in the environment")
         return [name]
     return [n for n, var in ADAPTERS.items() if var and env.get(var)] or ["console"]
 

@@ -184,8 +184,7 @@ class Handlers:
         if not self.core.is_admin(ctx.request):
             raise UserError("Sorry, only the bot's admins set a style's temperature; "
                             "/temperature VALUE sets this chat's.")
-        if style is None:
-            self.need_style("", "/temperature STYLE VALUE")
+        style = style or self.need_style("", "/temperature STYLE VALUE")  # raises
         value = parse_temperature(words[-1])
         old = await self.core.db.run(_set_style_temperature, ctx.request, style.name, value)
         await self.core.temps.refresh()  # the next text here already uses it

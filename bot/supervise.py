@@ -22,7 +22,7 @@ import asyncio
 import importlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 log = logging.getLogger("bot")
 Serve = Callable[[asyncio.Event], Awaitable[None]]
@@ -85,7 +85,7 @@ async def supervise(name: str, serve: Serve, stop: asyncio.Event) -> str:
     return STOPPED
 
 
-async def run_adapters(adapters: dict[str, Serve], stop: asyncio.Event) -> int:
+async def run_adapters(adapters: Mapping[str, Serve], stop: asyncio.Event) -> int:
     """Supervise every adapter until ``stop`` (or the console's end); the exit status."""
     tasks = {asyncio.create_task(supervise(name, serve, stop), name=name): name
              for name, serve in adapters.items()}

@@ -157,6 +157,7 @@ class Batch:
         """Advance every row one character; returns the characters sampled."""
         logits = self.backend.step(self.ids, self.state)
         self.steps += 1
+        sampling: np.ndarray | slice  # the rows that sample now: indices, or all of them
         if self.left.any():  # some rows are still reading their context
             sampling = np.flatnonzero(self.left == 0)
             for i in np.flatnonzero(self.left).tolist():

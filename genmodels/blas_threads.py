@@ -89,8 +89,8 @@ class BlasThreads:
         self.setting = setting
         self.cores = cores()
         self._lock = threading.Lock()
-        self._libs = None  # threadpoolctl's BLAS controllers, found on first use
-        self._current = None
+        self._libs: list | None = None  # threadpoolctl's BLAS controllers, on first use
+        self._current: int | None = None
         self._seen: dict[str, float] = {}  # loop name -> last tick
         self._next = 0.0
         self.others = 0.0  # cores other processes used in the last look
@@ -112,7 +112,7 @@ class BlasThreads:
                 return
             self._next = now + PERIOD_S
             try:
-                self._set(self.setting if self.setting != "auto" else self._auto(now))
+                self._set(self.setting if isinstance(self.setting, int) else self._auto(now))
             except Exception as exc:  # tuning must never stop a model loop: give up on it
                 log.warning("BLAS thread policy off, keeping %s threads: %s",
                             self._current, exc)

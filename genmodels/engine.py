@@ -30,6 +30,7 @@ A seeded request writes the same text alone or among 64 others (and the same tex
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import threading
@@ -285,9 +286,9 @@ class Engine:
         """``paths``: style -> a fixed artifact folder (else the registry's active one);
         ``shipped``: the folder of shipped models (the config's models/)."""
         self.blas = blas_policy(blas_threads)  # the BLAS thread count is global
-        self.options = dict(max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
-                            backend=backend, blas=self.blas, shipped=shipped,
-                            said=OnceLog(log))
+        self._new_loop = functools.partial(  # ModelLoop(style, path=...) with these
+            ModelLoop, max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
+            backend=backend, blas=self.blas, shipped=shipped, said=OnceLog(log))
         self._paths = paths or {}
         self._loops: dict[str, ModelLoop] = {}
         # style -> (when, why) its model last failed to load: retried after RETRY_S, so a
@@ -328,7 +329,7 @@ class Engine:
             if failed and time.monotonic() - failed[0] < self.retry_s:
                 raise ModelUnavailable(failed[1])
             try:
-                loop = ModelLoop(style, path=self._paths.get(style), **self.options)
+                loop = self._new_loop(style, path=self._paths.get(style))
             except ModelUnavailable as exc:
                 self._failed[style] = (time.monotonic(), str(exc))
                 raise

@@ -14,10 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genmodels import artifact
 from genmodels.generation import ModelUnavailable
 from genmodels.registry import MarkerError, active_path, candidates
+
+if TYPE_CHECKING:  # for annotations only: engine.ModelLoop supplies the objects
+    from genmodels.batch import Batch
+    from genmodels.engine_stats import OnceLog, Stats
 
 log = logging.getLogger("genmodels.engine")
 
@@ -45,6 +50,14 @@ class Versions:
 
     _pinned: Path | None  # a fixed artifact folder (tests, benches); else the registry
     _shipped: Path | None  # where shipped models live (models/); None: registry.SHIPPED
+    style: str
+    stats: Stats
+    _said: OnceLog
+    _cond: threading.Condition
+    _batches: list[Batch]
+
+    def _load(self, path: Path) -> Batch:
+        raise NotImplementedError  # engine.ModelLoop's
 
     def _warn(self, topic: str, line: str) -> None:
         """One warning while this problem lasts (the engine's ``OnceLog``)."""

@@ -196,7 +196,8 @@ def describe(acts: Activations, kind: str, layer: int, neuron: int,
 
 def top_per_layer(findings: list[Finding], n: int) -> list[Finding]:
     """The ``n`` best findings of each layer, each a different neuron."""
-    out, taken = [], set()
+    out: list[Finding] = []
+    taken: set[tuple] = set()
     for x in findings:
         key = (x.layer, x.kind, x.neuron)
         if key not in taken and sum(o.layer == x.layer for o in out) < n:

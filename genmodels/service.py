@@ -68,7 +68,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
         style, prime, params = parse_request(body, book)
         model = await engine.aloop(style)
         check_params(params, vocab_size=model.vocab_size)
-        chunks, loop = asyncio.Queue(), asyncio.get_running_loop()
+        chunks: asyncio.Queue[str] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
         on_chunk = (lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text)) \
             if body.get("stream") else None
         future = asyncio.wrap_future(model.submit(prime, params, on_chunk))

@@ -78,7 +78,8 @@ class LimitedRunner(web.AppRunner):
                 return
             admit(handler, transport)
 
-        server.connection_made = connection_made  # aiohttp's hook for each new connection
+        # aiohttp's hook for each new connection, replaced on this one server
+        server.connection_made = connection_made  # type: ignore[method-assign]
         return server
 
 

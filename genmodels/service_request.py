@@ -23,8 +23,9 @@ from genmodels.styles import StyleBook
 
 MAX_BODY = 64 * 1024
 MAX_PRIME = 4000  # characters; a prime is read one step per character
-FIELDS = {"style": str, "prime": str, "temperature": (int, float), "top_k": int,
-          "top_p": (int, float), "seed": int, "max_chars": int, "stop": str, "stream": bool}
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "style": str, "prime": str, "temperature": (int, float), "top_k": int,
+    "top_p": (int, float), "seed": int, "max_chars": int, "stop": str, "stream": bool}
 SAMPLING = ("temperature", "top_k", "top_p", "seed", "max_chars", "stop")
 CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # JSON is UTF-8 (RFC 8259)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import case, func, select
+from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from storage.engine import config_path
@@ -146,7 +146,8 @@ def cached_arms(session: Session, style: str, config: BanditConfig) -> list[Arm]
     if config.cache_seconds <= 0:
         return arms(session, style, config)
     bind = session.get_bind()
-    key = (str(getattr(bind, "engine", bind).url), style, config)
+    engine = bind if isinstance(bind, Engine) else bind.engine  # a Connection's engine
+    key = (str(engine.url), style, config)
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)

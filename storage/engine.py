@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -37,12 +38,12 @@ def config_path() -> Path:
     return Path(os.environ.get("BOT_CONFIG") or ROOT / "config.toml")
 
 
-def database_url(env: dict[str, str] | None = None, config: Path | None = None) -> str:
+def database_url(env: Mapping[str, str] | None = None, config: Path | None = None) -> str:
     """The URL to use: ``DATABASE_URL``, else config.toml ``[database] url``, else SQLite."""
-    env = os.environ if env is None else env
+    environ = os.environ if env is None else env
     config = config or config_path()
-    if env.get("DATABASE_URL"):
-        return normalise_url(env["DATABASE_URL"], config.parent, "DATABASE_URL")
+    if environ.get("DATABASE_URL"):
+        return normalise_url(environ["DATABASE_URL"], config.parent, "DATABASE_URL")
     raw = DEFAULT_URL
     if config.is_file():
         try:
@@ -94,7 +95,7 @@ def make_engine(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
                                **kwargs)
         _tune_sqlite(engine, busy_timeout_ms)
         return engine
-    connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    connect_args: dict[str, int | str] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
     if statement_timeout_ms is not None:
         # Appended to the URL's own options (e.g. a search_path), which connect_args
         # would otherwise replace.

@@ -14,6 +14,7 @@ faithfully: NaN or infinite floats (SQLite would store NULL), integers out of ra
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import math
 import uuid
@@ -62,7 +63,8 @@ def check_int(name: str, value: int | None, low: int = 0, high: int = INT32) -> 
     return value
 
 
-def check_choice(name: str, value: str | None, choices: type, optional: bool = False):
+def check_choice(name: str, value: str | None, choices: type[enum.StrEnum],
+                 optional: bool = False):
     if value is None and optional:
         return None
     allowed = [c.value for c in choices]

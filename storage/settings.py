@@ -83,6 +83,7 @@ def set_temperature(session: Session, value: float, *, by_user_id: int | None,
             session.flush()
             return None
         row = _locked(session, key)  # another admin created it a moment ago
+        assert row is not None  # our insert found it: it is there, and nothing deletes it
     old, now = row.value, utcnow()  # the time after we hold the lock: changes stay in order
     row.value, row.set_by_user_id, row.set_at = value, by_user_id, now
     _audit(session, scope, style, chat_id, old, value, by_user_id, now)

@@ -120,6 +120,7 @@ def latency_percentiles(session: Session, by: str = "style", style: str | None =
         filters.append(Request.style == style)
     groups: dict[str, list[float]] = {}
     for key, ms in session.execute(select(key_column, Request.latency_ms).where(*filters)):
+        assert key is not None and ms is not None  # the filters leave out NULLs
         groups.setdefault(key, []).append(float(ms))
     rows = []
     for key, values in sorted(groups.items()):

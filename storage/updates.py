@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import TelegramUpdate, utcnow
-from storage.upsert import insert_ignore
+from storage.upsert import insert_ignore, rows_affected
 
 # Telegram keeps an unconfirmed update for 24 hours: an older one is never redelivered,
 # so its row is no longer needed to recognise a repeat.
@@ -52,6 +52,5 @@ def unfinished_updates(session: Session, bot_id: int) -> list[str]:
 def prune_updates(session: Session, now: dt.datetime | None = None) -> int:
     """Delete updates received more than ``KEEP`` ago; how many went."""
     cutoff = (now or utcnow()) - KEEP
-    result = session.execute(delete(TelegramUpdate).where(
+    return rows_affected(session, delete(TelegramUpdate).where(
         TelegramUpdate.received_at < cutoff))
-    return result.rowcount or 0

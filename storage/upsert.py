@@ -1,4 +1,5 @@
-"""INSERT ... ON CONFLICT for SQLite and PostgreSQL (the two backends we support).
+"""INSERT ... ON CONFLICT for SQLite and PostgreSQL (the two backends we support), and
+``rows_affected`` for the conditional UPDATEs and DELETEs beside them.
 
 Both dialects spell it the same way in SQLAlchemy, but through their own ``insert``;
 this picks the right one from the session's bind. An atomic upsert is what keeps 50
@@ -11,13 +12,15 @@ Python cost of logging a request (see bench/storage.py).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import CursorResult, Delete, Table, Update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_INSERTS: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def _dialect(session: Session) -> str:
@@ -40,6 +43,13 @@ def _upsert_stmt(dialect: str, table: Table, keys: tuple[str, ...],
     return stmt.on_conflict_do_update(
         index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
     ).returning(table.c.id)
+
+
+def rows_affected(session: Session, stmt: Update | Delete) -> int:
+    """Run an UPDATE or DELETE; how many rows it matched (the driver's rowcount)."""
+    # Session.execute is typed as returning Result, but DML gives a CursorResult.
+    result = session.execute(stmt)
+    return cast(CursorResult, result).rowcount or 0
 
 
 def insert_ignore(session: Session, table: Table, values: dict[str, Any],

@@ -92,6 +92,13 @@ def count_tables(train: np.ndarray, vocab_size: int, order: int) -> list[Table]:
     return tables
 
 
+def _continuation(table: Table) -> np.ndarray:
+    """The continuation counts of an order below the top (count_tables counted them)."""
+    if table.continuation is None:
+        raise ValueError("continuation counts of the top order do not exist")
+    return table.continuation
+
+
 class Level:
     """One order's share of the interpolated distribution, for raw or continuation counts."""
 
@@ -129,7 +136,7 @@ class KneserNey:
         self.order, self.vocab_size = order, vocab_size
         self.tables = count_tables(train, vocab_size, order)
         self.raw = [Level(t, t.raw) for t in self.tables]
-        self.continuation = [Level(t, t.continuation) for t in self.tables[:-1]]
+        self.continuation = [Level(t, _continuation(t)) for t in self.tables[:-1]]
 
     def _orders(self, orders) -> list[int]:
         orders = sorted(set(orders if orders is not None else [self.order]))
@@ -281,5 +288,5 @@ def run(book, args) -> None:
     nats = baseline(book.get(args.style), book, args.orders)
     for n, value in nats.items():
         print(f"order {n}: {value:.4f} nats/char")
-    best = min(nats, key=nats.get)
+    best = min(nats, key=nats.__getitem__)
     print(f"baseline_nats={nats[best]:.4f} order={best}")

@@ -41,6 +41,7 @@ from storage.models import (
 )
 from storage.records import check_float
 from storage.stats import version_stats
+from storage.upsert import rows_affected
 from storage.versions import active_model_version, list_model_versions, promote_model_version
 
 LEASE_SECONDS = 60.0  # a running run whose heartbeat is older than this is failed
@@ -158,10 +159,10 @@ def claim_queued(session: Session) -> TrainingRun | None:
             TrainingRun.status == RunStatus.QUEUED.value).order_by(TrainingRun.id)
             .limit(5)).scalars():
         # Conditional UPDATE: of two pollers, exactly one sees rowcount 1.
-        claimed = session.execute(update(TrainingRun).where(
+        claimed = rows_affected(session, update(TrainingRun).where(
             TrainingRun.id == run.id, TrainingRun.status == RunStatus.QUEUED.value)
             .values(status=RunStatus.RUNNING.value, started_at=utcnow(),
-                    heartbeat_at=utcnow())).rowcount
+                    heartbeat_at=utcnow()))
         if claimed == 1:
             session.refresh(run)
             return run
@@ -183,9 +184,9 @@ def finished_runs(session: Session, after_id: int = 0, limit: int = 20) -> list[
 
 def beat(session: Session, run_id: int) -> bool:
     """Renew the lease of a running run; False once it is no longer running."""
-    return session.execute(update(TrainingRun).where(
+    return rows_affected(session, update(TrainingRun).where(
         TrainingRun.id == run_id, TrainingRun.status == RunStatus.RUNNING.value)
-        .values(heartbeat_at=utcnow())).rowcount == 1
+        .values(heartbeat_at=utcnow())) == 1
 
 
 def fail_stale(session: Session, lease_seconds: float | None = None) -> int:
@@ -193,12 +194,12 @@ def fail_stale(session: Session, lease_seconds: float | None = None) -> int:
     lease = LEASE_SECONDS if lease_seconds is None else lease_seconds
     now = utcnow()
     last = func.coalesce(TrainingRun.heartbeat_at, TrainingRun.started_at)
-    return session.execute(update(TrainingRun).where(
+    return rows_affected(session, update(TrainingRun).where(
         TrainingRun.status == RunStatus.RUNNING.value,
         last < now - dt.timedelta(seconds=lease)).values(
         status=RunStatus.FAILED.value, finished_at=now,
         error=f"interrupted: its scheduler stopped beating for over {lease:g} s")
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False))
 
 
 def clean_work(session: Session, root: Path) -> list[Path]:

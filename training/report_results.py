@@ -114,8 +114,7 @@ def _num(value) -> float | None:
 
 def verbatim(q: dict) -> float | None:
     """The highest verbatim 8-word share over the temperatures (the target's worst case)."""
-    shares = [_num(v) for v in (q.get("verbatim8") or {}).values()]
-    shares = [s for s in shares if s is not None]
+    shares = [s for s in map(_num, (q.get("verbatim8") or {}).values()) if s is not None]
     return max(shares) if shares else None
 
 
@@ -160,7 +159,7 @@ def pct(value, digits: int = 1) -> str:
 
 def result_cells(f: Figures, book: StyleBook) -> list[str]:
     """The measured cells of one results row (after style, version, held-out loss)."""
-    q = f.q
+    q = f.q or {}  # shown only with a quality file
     best = best_baseline(q)
     margin, parent_margin = margins(f)
     rates = q.get("real_words") or {}

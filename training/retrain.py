@@ -248,12 +248,12 @@ class Retrainer:
     def _corpus_changed(self, style: str, active: Active) -> bool:
         from training.corpus import scan  # NumPy only; kept local to the one use
 
-        sha = scan(self.book.get(style).corpus)[0]
-        changed = active.corpus_sha256 is not None and sha != active.corpus_sha256
-        if changed:
-            log.info("%s: corpus changed since %s (sha256 %s -> %s)", style,
-                     active.version, active.corpus_sha256[:12], sha[:12])
-        return changed
+        sha, old = scan(self.book.get(style).corpus)[0], active.corpus_sha256
+        if old is None or sha == old:
+            return False
+        log.info("%s: corpus changed since %s (sha256 %s -> %s)", style, active.version,
+                 old[:12], sha[:12])
+        return True
 
     # -- the children -------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ def one_picture(art, acts, args) -> tuple[bytes, str]:
 
     layer = None if args.layer is None else args.layer - 1
     if args.neuron is not None:
-        finding = describe(acts, args.kind, layer, args.neuron)
+        finding = describe(acts, args.kind, args.layer - 1, args.neuron)  # --layer is set
     else:
         found = [f for f in find(acts, kinds=(args.kind,)) if layer in (None, f.layer)]
         if not found:

@@ -26,6 +26,7 @@ import asyncio
 import io
 import logging
 import re
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ class _Client(discord.AutoShardedClient):
         super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
-        self.tree.on_error = adapter.on_tree_error
+        self.tree.error(adapter.on_tree_error)  # discord.py's way to set tree.on_error
 
     async def setup_hook(self) -> None:
         await self.adapter.setup()
@@ -155,11 +156,13 @@ class DiscordAdapter:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, token: str) -> None:
-        """Log in (raises ``discord.LoginFailure`` for a bad token), then connect."""
+    async def start(self, token: str) -> asyncio.Task:
+        """Log in (raises ``discord.LoginFailure`` for a bad token), then connect; the
+        connection's task (also ``self.task``)."""
         await self.client.login(token)
-        self.task = asyncio.create_task(self.client.connect(), name="discord-gateway")
+        self.task = task = asyncio.create_task(self.client.connect(), name="discord-gateway")
         self.core.add_notifier(self.notify)
+        return task
 
     async def notify(self, text: str) -> None:
         """A direct message with ``text`` to every admin user id; failures logged."""
@@ -210,6 +213,7 @@ class DiscordAdapter:
     def _command(self, name: str, description: str, variants: list[str],
                  style: bool) -> app_commands.Command:
         text_help = "Text to start from" if style else "Arguments, if the command takes any"
+        callback: Callable[..., Coroutine[Any, Any, None]]
         if variants:
             async def run_variant(interaction: discord.Interaction,
                                   variant: str | None = None, text: str | None = None):
@@ -283,6 +287,7 @@ class DiscordAdapter:
     async def on_interaction_error(self, interaction: discord.Interaction,
                                    error: BaseException) -> None:
         log.error("discord: %s failed", _describe(interaction), exc_info=error)
+        send: Coroutine[Any, Any, object]
         if interaction.response.is_done():
             send = interaction.followup.send(SORRY, ephemeral=True,
                                              allowed_mentions=NO_MENTIONS)
@@ -329,14 +334,14 @@ async def serve(core: Core, token: str, stop: asyncio.Event,
     """
     adapter = DiscordAdapter(core, settings or load_discord_settings(core.book.path))
     try:
-        await adapter.start(token)
+        task = await adapter.start(token)
         stopping = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait({adapter.task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if adapter.task.done():
-            adapter.task.result()  # the connection ended on its own: say why
+        if task.done():
+            task.result()  # the connection ended on its own: say why
     finally:
         await adapter.close()
 

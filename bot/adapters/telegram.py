@@ -123,6 +123,8 @@ def is_loopback(host: str) -> bool:
 
 def to_request(update: Update, bot_username: str) -> Request:
     msg, user, chat = update.effective_message, update.effective_user, update.effective_chat
+    if msg is None or chat is None:  # on_message's filters let only messages in chats in
+        raise ValueError(f"update {update.update_id} carries no message in a chat")
     # An anonymous group admin (or a channel) posts as a chat, and ``from`` is then a
     # placeholder (GroupAnonymousBot) shared by every such sender: the chat is the user.
     sender = msg.sender_chat
@@ -148,8 +150,11 @@ async def _keep_typing(bot, target: Target) -> None:
 async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A command (or a private text) -> the core -> the reply."""
     core: Core = context.bot_data["core"]
+    message = update.effective_message
+    if message is None:  # the handler's filters admit messages only
+        return
     request = to_request(update, context.bot.username or "")
-    target = Target.of(update.effective_message)
+    target = Target.of(message)
     typing = asyncio.create_task(_keep_typing(context.bot, target))
     try:
         reply = await core.handle(request)
@@ -166,6 +171,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A rating button: store it, acknowledge with a short notice."""
     core: Core = context.bot_data["core"]
     query = update.callback_query
+    if query is None:  # registered for callback queries only
+        return
     chat = update.effective_chat
     user = query.from_user
     request = Request("telegram", str(chat.id if chat else user.id), str(user.id),
@@ -220,11 +227,13 @@ async def serve(core: Core, token: str, stop: asyncio.Event,
         await register_commands(app, core)
         await app.start()
         await replay_unfinished(app)  # what a crash interrupted, before anything new
+        runner, updater = None, app.updater
         if settings.telegram_mode == "webhook":
             runner = await _start_webhook(app, settings)
+        elif updater is None:  # ApplicationBuilder makes one unless told not to
+            raise RuntimeError("the Telegram application has no updater to poll with")
         else:
-            runner = None
-            await app.updater.start_polling(allowed_updates=UPDATES)
+            await updater.start_polling(allowed_updates=UPDATES)
         core.add_notifier(notify)
         try:
             await stop.wait()
@@ -232,8 +241,8 @@ async def serve(core: Core, token: str, stop: asyncio.Event,
             core.remove_notifier(notify)
             if runner is not None:
                 await runner.cleanup()
-            else:
-                await app.updater.stop()
+            elif updater is not None:
+                await updater.stop()
             await app.stop()
 
 
