@@ -13,6 +13,8 @@ as the model would after a real paragraph.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +77,13 @@ def warm_artifact(style, book, model_dir=None) -> artifacts.Artifact:
     stop = art.vocab.encode(STOP_RULES[style.stop] or "\n").ids
     art.weights |= start_state(art.weights, art.model_config, corpora.read_ids(data.train_path),
                                stop)
-    art.save(art.path)
+    # Keep what else the folder holds (the loss plot): save() replaces the whole folder.
+    folder = Path(art.path)
+    extra = {f.name: f for f in folder.iterdir()
+             if f.is_file() and f.name not in (artifacts.META_FILE, artifacts.WEIGHTS_FILE)}
+    with tempfile.TemporaryDirectory() as keep:
+        kept = {name: Path(shutil.copy2(src, Path(keep) / name)) for name, src in extra.items()}
+        art.save(folder, extra_files=kept)
     return art
 
 
