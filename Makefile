@@ -1,5 +1,5 @@
 # make run    set up .venv, then run the bot (no platform token: it chats in the terminal)
-# make test   the whole test suite (CPU only, a few minutes)
+# make test   ruff, mypy and the whole test suite (CPU only, a few minutes)
 # make lint   ruff check and mypy (configured in pyproject.toml)
 # make models retrain every shipped model (parents before the variants fine-tuned from them)
 # make bench  the benchmarks against the seed recipe (figures go in docs/BENCHMARKS.md)
@@ -24,10 +24,9 @@ run: setup
 	$(BIN)/python -m storage migrate
 	$(BIN)/python -m bot
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
-# Not yet part of `test`: the modules the running trainings import are cleaned up first.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy

@@ -53,7 +53,8 @@ def start_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    h, shapes = cfg.hidden, {"embedding": (cfg.vocab_size, cfg.embed_dim)}
+    h = cfg.hidden
+    shapes: dict[str, tuple[int, ...]] = {"embedding": (cfg.vocab_size, cfg.embed_dim)}
     for i in range(cfg.n_layers):
         n_in = cfg.embed_dim if i == 0 else h
         shapes[f"lstm_{i}/kernel"] = (n_in, 4 * h)
@@ -65,7 +66,7 @@ def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def new_version(style: str, when: dt.datetime | None = None) -> str:
-    when = when or dt.datetime.now(dt.timezone.utc)
+    when = when or dt.datetime.now(dt.UTC)
     return f"{style}-{when:%Y%m%dT%H%M%S}-{os.urandom(4).hex()}"
 
 
@@ -109,13 +110,13 @@ class Artifact:
         check_weights(self.weights, self.model_config, WEIGHTS_FILE)
         if not self.version:
             self.version = new_version(self.style)
-        self.created_at = self.created_at or dt.datetime.now(dt.timezone.utc).isoformat(
+        self.created_at = self.created_at or dt.datetime.now(dt.UTC).isoformat(
             timespec="seconds")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
             dtype = np.dtype(self.train_config.weights_dtype)
-            np.savez_compressed(tmp / WEIGHTS_FILE,
+            np.savez_compressed(tmp / WEIGHTS_FILE, allow_pickle=False,
                                 **{k: v.astype(dtype) for k, v in self.weights.items()})
             (tmp / META_FILE).write_text(json.dumps(self.meta(), indent=2, ensure_ascii=False)
                                          + "\n", encoding="utf-8")

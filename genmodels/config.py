@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,)}
 
 
@@ -15,7 +14,7 @@ def _from_dict(cls, data: dict):
     """Build a dataclass from a dict, rejecting unknown keys and wrong types by name."""
     if not isinstance(data, dict):
         raise TypeError(f"expected a table, got {data!r}")
-    kinds = {f.name: _TYPES[f.type] for f in fields(cls)}  # annotations are strings here
+    kinds = {f.name: _TYPES[str(f.type)] for f in fields(cls)}  # annotations are strings here
     unknown = sorted(set(data) - set(kinds))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
@@ -50,7 +49,7 @@ class ModelConfig:
     to_dict = asdict
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         return _from_dict(cls, data)
 
 
@@ -86,5 +85,5 @@ class TrainConfig:
     to_dict = asdict
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         return _from_dict(cls, data)

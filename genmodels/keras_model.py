@@ -5,9 +5,9 @@ The sampling path uses ``genmodels.kernel`` on the same arrays instead.
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
 
-import keras
 from genmodels.config import ModelConfig
 from genmodels.fused_lstm import FusedLSTM
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from genmodels.config import ModelConfig, TrainConfig
-from genmodels.sampler import MAX_TEMPERATURE, STOP_RULES
+from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE, STOP_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.toml"
@@ -141,8 +141,10 @@ def _style(name: str, table: dict, doc: dict, base: Path, need_corpus: bool = Tr
     if not 1 <= default_chars <= max_chars:
         raise ConfigError(f"{where}.default_chars: must be between 1 and max_chars ({max_chars})")
     temperature = table.get("temperature", doc.get("sampling", {}).get("temperature", 0.8))
-    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= MAX_TEMPERATURE:
-        raise ConfigError(f"{where}.temperature: must be a number in [0, {MAX_TEMPERATURE:g}]")
+    if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
+            or not (temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE)):
+        raise ConfigError(f"{where}.temperature: must be 0 (greedy) or a number in "
+                          f"[{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}]")
     model = _table(doc.get("model", {}), "model") | _table(table.get("model", {}),
                                                            f"{where}.model")
     _dataclass_from(ModelConfig, {"vocab_size": 1} | model, f"{where}.model")

@@ -56,7 +56,7 @@ class Vocabulary:
         self._codes = np.array([ord(c) for c in chars], dtype=np.int64)
 
     @classmethod
-    def from_text(cls, text: str) -> "Vocabulary":
+    def from_text(cls, text: str) -> Vocabulary:
         return cls(sorted(set(text)))
 
     def __len__(self) -> int:

@@ -18,10 +18,7 @@ import sys
 from pathlib import Path
 
 from genmodels.cli import OneLineParser, fail
-from training import ngram
-from training import quality
-from training import report
-from training import warm
+from training import ngram, quality, report, warm
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 

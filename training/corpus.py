@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def heldout_lines(path: Path, val_fraction: float) -> set[str]:
 
 
 def prepare(path: Path, vocab: Vocabulary, val_fraction: float, seq_len: int,
-            exclude: set[str] = frozenset(), cache: Path = CACHE) -> Prepared:
+            exclude: AbstractSet[str] = frozenset(), cache: Path = CACHE) -> Prepared:
     """Write (or reuse) the id files for a corpus under ``vocab`` and this split.
 
     ``exclude`` holds lines left out of the training part (another style's held-out
@@ -132,7 +133,7 @@ def prepare(path: Path, vocab: Vocabulary, val_fraction: float, seq_len: int,
     return prepared
 
 
-def _write_ids(path: Path, vocab: Vocabulary, start: int, exclude: set[str],
+def _write_ids(path: Path, vocab: Vocabulary, start: int, exclude: AbstractSet[str],
                folder: Path) -> dict:
     """Stream the corpus into train/val id files; the split falls at ``start``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,18 +19,16 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import keras
 import numpy as np
 
-import keras
-from genmodels import artifact as artifacts
-from genmodels import widen
+from genmodels import artifact as artifacts, widen
 from genmodels.config import ModelConfig, TrainConfig
 from genmodels.keras_model import build_model, get_weights, set_weights
 from genmodels.sampler import STOP_RULES
 from genmodels.styles import Style, StyleBook
 from genmodels.vocab import Vocabulary
-from training import base_corpus, warm
-from training import corpus as corpora
+from training import base_corpus, corpus as corpora, warm
 from training.data import train_dataset
 from training.evaluate import bits, val_loss
 from training.plots import plot_history
@@ -58,7 +56,7 @@ class RunState:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "RunState":
+    def load(cls, path: Path) -> RunState:
         return cls(**json.loads(path.read_text()))
 
 
@@ -72,7 +70,7 @@ def lr_at(cfg: TrainConfig, step: int, frac: float) -> float:
 class Progress(keras.callbacks.Callback):
     """Time budget, LR schedule, per-epoch scoring, best weights, checkpoints."""
 
-    def __init__(self, run: "Run"):
+    def __init__(self, run: Run):
         super().__init__()
         self.run = run
         self.start = time.monotonic()
@@ -119,7 +117,7 @@ class Progress(keras.callbacks.Callback):
                               "train_loss": train_loss, "val_loss": val, "lr": lr})
         if val < state.best_val:
             state.best_val, state.bad_epochs = val, 0
-            np.savez(run.dir / "best.npz", **weights)
+            np.savez(run.dir / "best.npz", allow_pickle=False, **weights)
         else:
             state.bad_epochs += 1
         print(f"epoch {state.epoch:3d}  {state.seconds / 60:5.1f} min  train {train_loss:.4f}  "

@@ -68,7 +68,8 @@ def warm_artifact(style, book, model_dir=None) -> artifacts.Artifact:
     The version stays: the model's weights, and so every figure measured on held-out
     text from a zero state, are unchanged; only where sampling begins moves.
     """
-    art = artifacts.load(model_dir or style.model_dir)
+    folder = Path(model_dir or style.model_dir)
+    art = artifacts.load(folder)
     exclude: set[str] = set()
     for other in style.exclude_heldout_of:
         exclude |= corpora.heldout_lines(book.get(other).corpus, art.train_config.val_fraction)
@@ -78,7 +79,6 @@ def warm_artifact(style, book, model_dir=None) -> artifacts.Artifact:
     art.weights |= start_state(art.weights, art.model_config, corpora.read_ids(data.train_path),
                                stop)
     # Keep what else the folder holds (the loss plot): save() replaces the whole folder.
-    folder = Path(art.path)
     extra = {f.name: f for f in folder.iterdir()
              if f.is_file() and f.name not in (artifacts.META_FILE, artifacts.WEIGHTS_FILE)}
     with tempfile.TemporaryDirectory() as keep:

@@ -123,9 +123,11 @@ def test_warm_gives_an_existing_artifact_its_start_state(bot, run_cli):
 
     art = bot.save_artifact("tiny")
     assert not any(k.startswith("start/") for k in art.weights)
+    (bot.models / "tiny" / "loss.png").write_bytes(b"plot")  # the folder's other files stay
     proc = run_cli("training", ["warm", "tiny"], config=bot.config)
     assert proc.returncode == 0, proc.stderr
     back = load(bot.models / "tiny")
     assert back.version == art.version and {"start/h_0", "start/c_1"} <= set(back.weights)
+    assert (bot.models / "tiny" / "loss.png").read_bytes() == b"plot"
     for name, value in art.weights.items():  # the model itself is untouched
         assert (back.weights[name] == value).all()
