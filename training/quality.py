@@ -74,9 +74,11 @@ def training_part(path: Path, val_fraction: float) -> str:
 
 def lexicon_source(style: Style, book: StyleBook) -> Style:
     """The style whose corpus decides which words are real: the parent for a variant
-    (the style itself while the parent's corpus does not exist, as a base's before
-    ``training/base_corpus.py`` writes it)."""
-    parent = book.get(style.training.parent) if style.training.parent else None
+    (a style fine-tuned from another style: /proverb's variants read against the
+    all-cultures corpus), else the style itself. A base's corpus is every style's text
+    together, so a style fine-tuned from a base keeps its own words: "real" means
+    the style's vocabulary, not the language's."""
+    parent = book.styles.get(style.training.parent) if style.training.parent else None
     return parent if parent is not None and parent.corpus.is_file() else style
 
 

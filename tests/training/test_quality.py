@@ -218,6 +218,15 @@ def test_a_parent_without_a_model_is_noted_not_fatal(run_cli, bot, tmp_path):
     assert saved["parent"] == "tiny" and saved["parent_val_loss"] is None
 
 
+def test_a_style_fine_tuned_from_a_base_keeps_its_own_lexicon(bot):
+    _lines_corpus(bot.corpora / "fox.txt", ["a fox jumped over a fence."] * 10)
+    book = bot.book()
+    book.bases["tiny"] = book.styles.pop("tiny")  # fable_fox's parent is now a base
+    fox = book.get("fable_fox")
+    assert quality.lexicon_source(fox, book) == fox
+    assert quality.lexicon(fox, book) == {"fox", "jumped", "over", "fence"}
+
+
 def test_a_parent_corpus_not_written_yet_leaves_the_styles_own_lexicon(bot):
     import dataclasses
 
