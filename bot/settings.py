@@ -2,8 +2,9 @@
 
 Tables read (all optional; defaults below): ``[bot]``, ``[rate_limit]``, ``[admins]``,
 ``[telegram]``, and ``enabled`` of ``[bandit]`` (the rest of it is storage/bandit.py's).
-Secrets (tokens) never live here: they come from the environment.
-A wrong value raises ``genmodels.styles.ConfigError`` naming the key.
+Secrets (tokens) never live here: they come from the environment. Keys and types are
+checked by the ``settings`` package (read once per process); ranges and rules here. A
+wrong value raises ``ConfigError`` (``genmodels.styles.ConfigError``) naming the key.
 
     python -c "from bot.settings import load_settings; print(load_settings())"
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genmodels.styles import ConfigError, read_config
+import settings
+from settings import ConfigError, schema
 
 PLATFORMS = ("console", "telegram", "discord")
 DISCORD_KEYS = ("discord_roles", "discord_guilds")  # beside the platforms in [admins]
@@ -53,30 +55,22 @@ class BotSettings:
         return self.admins.get(platform, frozenset())
 
 
-def _number(table: dict, key: str, where: str, default, low: float, kind=float):
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+def _number(value: float, key: str, where: str, low: float, kind=float):
+    # Types are settled by the schema (settings/schema.py); ranges are checked here.
+    if value < low:
         raise ConfigError(f"{where}.{key}: must be a number >= {low:g}, got {value!r}")
-    if kind is int and not isinstance(value, int):
-        raise ConfigError(f"{where}.{key}: must be an integer, got {value!r}")
     return kind(value)
 
 
-def _ids(value, where: str) -> frozenset[str]:
-    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
-        raise ConfigError(f"{where}: expected a list of user ids, got {value!r}")
+def _ids(value: tuple[str | int, ...]) -> frozenset[str]:
     return frozenset(str(v) for v in value)
 
 
-def _discord_roles(admins: dict) -> tuple[frozenset[str], frozenset[str]]:
+def _discord_roles(admins: schema.Admins) -> tuple[frozenset[str], frozenset[str]]:
     """(role ids, guild ids) of ``[admins]``: numeric ids only, roles only with guilds."""
-    unknown = sorted(set(admins) - set(PLATFORMS) - set(DISCORD_KEYS))
-    if unknown:
-        raise ConfigError(f"admins.{unknown[0]}: unknown key (known: "
-                          f"{', '.join(PLATFORMS + DISCORD_KEYS)})")
     found = []
     for key in DISCORD_KEYS:
-        ids = _ids(admins.get(key, []), f"admins.{key}")
+        ids = _ids(getattr(admins, key))
         named = sorted(i for i in ids if not i.isdigit())
         if named:
             raise ConfigError(f"admins.{key}: Discord ids are numbers, got {named[0]!r} "
@@ -89,63 +83,51 @@ def _discord_roles(admins: dict) -> tuple[frozenset[str], frozenset[str]]:
     return roles, guilds
 
 
-def _port(table: dict, key: str, where: str, default: int) -> int:
-    value = _number(table, key, where, default, 0, int)
+def _port(value: int, key: str, where: str) -> int:
+    value = _number(value, key, where, 0, int)
     if value > 65535:
         raise ConfigError(f"{where}.{key}: a TCP port is at most 65535, got {value!r}")
     return value
 
 
-def _host(table: dict, key: str, where: str, default: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or not value.strip():
+def _host(value: str, key: str, where: str) -> str:
+    if not value.strip():
         raise ConfigError(f"{where}.{key}: expected a host name or address, got {value!r}")
     return value
 
 
-def _table(doc: dict, name: str) -> dict:
-    value = doc.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name}: expected a table, got {value!r}")
-    return value
-
-
 def settings_from_doc(doc: dict) -> BotSettings:
-    """Validate the parsed TOML document's bot tables."""
-    bot, rate, admins, tg, bandit = (_table(doc, n) for n in (
-        "bot", "rate_limit", "admins", "telegram", "bandit"))
-    admin_map = {p: _ids(admins.get(p, []), f"admins.{p}") for p in PLATFORMS}
-    roles, guilds = _discord_roles(admins)
-    everyone = bot.get("chat_temperature_for_all", True)
-    if not isinstance(everyone, bool):
-        raise ConfigError(f"bot.chat_temperature_for_all: expected true or false, "
-                          f"got {everyone!r}")
-    learn = bandit.get("enabled", True)
-    if not isinstance(learn, bool):
-        raise ConfigError(f"bandit.enabled: expected true or false, got {learn!r}")
-    mode = tg.get("mode", "polling")
-    if mode not in ("polling", "webhook"):
-        raise ConfigError(f"telegram.mode: 'polling' or 'webhook', got {mode!r}")
-    if mode == "webhook" and not isinstance(tg.get("webhook_url"), str):
+    """The bot settings of a parsed TOML document (or a dict a test writes)."""
+    return settings_from(settings.decode(doc))
+
+
+def settings_from(config: settings.Config) -> BotSettings:
+    """Check the bot's tables of the settings read from config.toml."""
+    bot, rate, tg = config.bot, config.rate_limit, config.telegram
+    roles, guilds = _discord_roles(config.admins)
+    if tg.mode not in ("polling", "webhook"):
+        raise ConfigError(f"telegram.mode: 'polling' or 'webhook', got {tg.mode!r}")
+    if tg.mode == "webhook" and not tg.webhook_url:
         raise ConfigError("telegram.webhook_url: required in webhook mode")
     return BotSettings(
-        admins=admin_map, admin_roles=roles, admin_guilds=guilds,
-        chat_temperature_for_all=everyone,
-        rate_burst=_number(rate, "burst", "rate_limit", 5, 1),
-        rate_per_minute=_number(rate, "per_minute", "rate_limit", 12, 0.01),
-        max_in_flight=_number(bot, "max_in_flight", "bot", 64, 1, int),
-        max_waiting=_number(bot, "max_waiting", "bot", 200, 0, int),
-        max_prime_chars=_number(bot, "max_prime_chars", "bot", 1000, 1, int),
-        learn_temperature=learn,
-        notify_every_s=_number(bot, "notify_every_s", "bot", 30, 0),
-        db_wait_s=_number(bot, "db_wait_s", "bot", 2.0, 0),
-        telegram_mode=mode, telegram_webhook_url=tg.get("webhook_url", ""),
-        telegram_listen=str(tg.get("listen", "127.0.0.1")),
-        telegram_port=_number(tg, "port", "telegram", 8443, 1, int),
-        metrics_port=_port(bot, "metrics_port", "bot", 0),
-        metrics_listen=_host(bot, "metrics_listen", "bot", "127.0.0.1"))
+        admins={p: _ids(getattr(config.admins, p)) for p in PLATFORMS},
+        admin_roles=roles, admin_guilds=guilds,
+        chat_temperature_for_all=bot.chat_temperature_for_all,
+        rate_burst=_number(rate.burst, "burst", "rate_limit", 1),
+        rate_per_minute=_number(rate.per_minute, "per_minute", "rate_limit", 0.01),
+        max_in_flight=_number(bot.max_in_flight, "max_in_flight", "bot", 1, int),
+        max_waiting=_number(bot.max_waiting, "max_waiting", "bot", 0, int),
+        max_prime_chars=_number(bot.max_prime_chars, "max_prime_chars", "bot", 1, int),
+        learn_temperature=config.bandit.enabled,
+        notify_every_s=_number(bot.notify_every_s, "notify_every_s", "bot", 0),
+        db_wait_s=_number(bot.db_wait_s, "db_wait_s", "bot", 0),
+        telegram_mode=tg.mode, telegram_webhook_url=tg.webhook_url,
+        telegram_listen=tg.listen,
+        telegram_port=_number(tg.port, "port", "telegram", 1, int),
+        metrics_port=_port(bot.metrics_port, "metrics_port", "bot"),
+        metrics_listen=_host(bot.metrics_listen, "metrics_listen", "bot"))
 
 
 def load_settings(path: str | Path | None = None) -> BotSettings:
-    """Read ``$BOT_CONFIG`` (or the repository's config.toml) and validate the bot tables."""
-    return settings_from_doc(read_config(path)[1])
+    """The bot settings of ``$BOT_CONFIG`` (or the repository's config.toml)."""
+    return settings_from(settings.load(path))

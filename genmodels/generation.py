@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import settings
 from genmodels.blas_threads import check_setting
 from genmodels.sampler import Generation, SamplingParams
-from genmodels.styles import ConfigError, read_config
+from settings import ConfigError, schema
 
 
 class GenerationError(Exception):
@@ -49,35 +50,19 @@ class GenerationClient(Protocol):
     async def close(self) -> None: ...
 
 
-INFERENCE_DEFAULTS = {"url": "", "timeout_s": 60.0, "retries": 2, "max_batch": 256,
-                      "max_queue": 256, "poll_s": 2.0, "backend": "auto",
-                      "blas_threads": "auto",
-                      # The service's HTTP server (genmodels/service_http.py).
-                      "keepalive_s": 30.0, "read_timeout_s": 10.0, "max_connections": 1024}
+# The defaults live in the schema (settings/schema.py), with every key's type.
+INFERENCE_DEFAULTS = settings.given(schema.Inference())
 
 
 def inference_settings(path: str | Path | None = None) -> dict:
-    """The ``[inference]`` table of config.toml over the defaults (keys checked)."""
+    """The ``[inference]`` table of config.toml over the defaults (keys and types checked
+    by the ``settings`` package; an absent file is every default)."""
+    table = settings.load(path, missing_ok=True).inference
     try:
-        table = read_config(path)[1].get("inference", {})
-    except (ConfigError, OSError):
-        table = {}  # load_styles reports a broken config; serving falls back to defaults
-    unknown = sorted(set(table) - set(INFERENCE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"inference.{unknown[0]}: unknown key (known: "
-                         f"{', '.join(INFERENCE_DEFAULTS)})")
-    out = INFERENCE_DEFAULTS | table
-    for key, default in INFERENCE_DEFAULTS.items():
-        if key == "blas_threads":  # "auto" or a number: not one type
-            try:
-                check_setting(out[key])
-            except ValueError as exc:
-                raise ValueError(f"inference.{exc}") from None
-        elif not isinstance(out[key], type(default)) and not (
-                isinstance(default, float) and isinstance(out[key], int)):
-            raise ValueError(f"inference.{key}: expected {type(default).__name__}, "
-                             f"got {out[key]!r}")
-    return out
+        check_setting(table.blas_threads)  # "auto" or a positive thread count
+    except ValueError as exc:
+        raise ConfigError(f"inference.{exc}") from None
+    return settings.given(table)
 
 
 def make_client(config: str | Path | None = None) -> GenerationClient:

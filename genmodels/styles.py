@@ -1,6 +1,9 @@
 """Styles from config.toml: what each chat command generates, and how it is trained.
 
-``load_styles()`` reads and validates the file once at start-up; any mistake raises
+``load_styles()`` takes ``[styles]``, ``[bases]``, ``[model]``, ``[training]`` and
+``[sampling]`` from the settings read once per process (the ``settings`` package checks
+keys and types) and checks what only this module knows: corpora exist, commands are
+unique, parents exist, temperatures are ones the sampler takes. Any mistake raises
 ``ConfigError`` whose message names the key at fault (``styles.austen.corpus: ...``).
 Paths in the file are relative to the file itself.
 
@@ -8,25 +11,18 @@ Paths in the file are relative to the file itself.
 """
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import settings
 from genmodels.config import ModelConfig, TrainConfig
 from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE, STOP_RULES
+from settings import DEFAULT_CONFIG, ROOT, ConfigError, given, schema
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = ROOT / "config.toml"
-STYLE_KEYS = {"command", "variant", "corpus", "description", "stop", "default_chars",
-              "max_chars", "temperature", "model", "training", "exclude_heldout_of"}
-BASE_KEYS = {"styles", "description", "model", "training"}
+__all__ = ["ROOT", "DEFAULT_CONFIG", "ConfigError", "Style", "StyleBook", "load_styles",
+           "read_config", "styles_from", "book_from"]
 # A base model's corpus is written from its styles' training parts (training/base_corpus.py).
 BASE_CORPORA = Path("var") / "corpora"
-
-
-class ConfigError(Exception):
-    """config.toml is wrong; the message starts with the offending key."""
 
 
 @dataclass(frozen=True)
@@ -102,15 +98,6 @@ class StyleBook:
         return sorted(every.values(), key=depth)
 
 
-def _need(table: dict, key: str, kind, where: str):
-    value = table.get(key)
-    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-    if not ok:
-        raise ConfigError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, "
-                          f"got {value!r}")
-    return value
-
-
 def _dataclass_from(cls, data: dict, where: str):
     try:
         return cls.from_dict(data)
@@ -118,66 +105,43 @@ def _dataclass_from(cls, data: dict, where: str):
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _table(value, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a table, got {value!r}")
-    return value
-
-
-def _style(name: str, table: dict, doc: dict, base: Path, need_corpus: bool = True) -> Style:
+def _style(name: str, table: schema.Style, config: settings.Config, base: Path,
+           need_corpus: bool = True) -> Style:
     where = f"styles.{name}"
-    table = _table(table, where)
-    unknown = sorted(set(table) - STYLE_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(STYLE_KEYS))})")
-    corpus = base / _need(table, "corpus", str, where)
+    corpus = base / table.corpus
     if need_corpus and not corpus.is_file():
         raise ConfigError(f"{where}.corpus: file {corpus} not found")
-    stop = table.get("stop", "blank_line")
-    if stop not in STOP_RULES:
-        raise ConfigError(f"{where}.stop: {stop!r} is not one of {', '.join(STOP_RULES)}")
-    default_chars = _need(table, "default_chars", int, where)
-    max_chars = _need(table, "max_chars", int, where)
-    if not 1 <= default_chars <= max_chars:
-        raise ConfigError(f"{where}.default_chars: must be between 1 and max_chars ({max_chars})")
-    temperature = table.get("temperature", doc.get("sampling", {}).get("temperature", 0.8))
-    if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
-            or not (temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE)):
+    if table.stop not in STOP_RULES:
+        raise ConfigError(f"{where}.stop: {table.stop!r} is not one of {', '.join(STOP_RULES)}")
+    if not 1 <= table.default_chars <= table.max_chars:
+        raise ConfigError(f"{where}.default_chars: must be between 1 and max_chars "
+                          f"({table.max_chars})")
+    temperature = (config.sampling.temperature if table.temperature is settings.UNSET
+                   else table.temperature)
+    if not (temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE):
         raise ConfigError(f"{where}.temperature: must be 0 (greedy) or a number in "
                           f"[{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}]")
-    model = _table(doc.get("model", {}), "model") | _table(table.get("model", {}),
-                                                           f"{where}.model")
+    model = given(config.model) | given(table.model)
     _dataclass_from(ModelConfig, {"vocab_size": 1} | model, f"{where}.model")
-    training = _dataclass_from(TrainConfig, _table(doc.get("training", {}), "training")
-                               | _table(table.get("training", {}), f"{where}.training"),
+    training = _dataclass_from(TrainConfig, given(config.training) | given(table.training),
                                f"{where}.training")
-    variant = table.get("variant", "")
-    if not isinstance(variant, str):
-        raise ConfigError(f"{where}.variant: expected str, got {variant!r}")
-    return Style(name=name, command=_need(table, "command", str, where),
-                 variant=variant, corpus=corpus,
-                 description=_need(table, "description", str, where), stop=stop,
-                 default_chars=default_chars, max_chars=max_chars,
+    return Style(name=name, command=table.command, variant=table.variant, corpus=corpus,
+                 description=table.description, stop=table.stop,
+                 default_chars=table.default_chars, max_chars=table.max_chars,
                  temperature=float(temperature), model=model, training=training,
-                 exclude_heldout_of=tuple(table.get("exclude_heldout_of", ())),
+                 exclude_heldout_of=table.exclude_heldout_of,
                  model_dir=base / "models" / name)
 
 
-def _base(name: str, table: dict, doc: dict, root: Path) -> Style:
+def _base(name: str, table: schema.Base, config: settings.Config, root: Path) -> Style:
     """A ``[bases.NAME]`` table: a language model over several styles' training text."""
-    where = f"bases.{name}"
-    table = _table(table, where)
-    unknown = sorted(set(table) - BASE_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(BASE_KEYS))})")
-    sources = table.get("styles")
-    if not (isinstance(sources, list) and sources and all(isinstance(x, str) for x in sources)):
-        raise ConfigError(f"{where}.styles: expected a list of style names, got {sources!r}")
-    fake = {"command": "", "corpus": "", "description": table.get("description", name),
-            "default_chars": 1, "max_chars": 1} | {k: table[k] for k in ("model", "training")
-                                                  if k in table}
-    style = _style(name, fake, doc, root, need_corpus=False)
-    return replace(style, corpus=root / BASE_CORPORA / f"{name}.txt", sources=tuple(sources),
+    if not table.styles:
+        raise ConfigError(f"bases.{name}.styles: expected a list of style names, got []")
+    description = name if table.description is settings.UNSET else table.description
+    fake = schema.Style(command="", corpus="", description=description, default_chars=1,
+                        max_chars=1, model=table.model, training=table.training)
+    style = _style(name, fake, config, root, need_corpus=False)
+    return replace(style, corpus=root / BASE_CORPORA / f"{name}.txt", sources=table.styles,
                    model_dir=root / "models" / f"base_{name}")
 
 
@@ -204,35 +168,34 @@ def _check_links(styles: dict[str, Style], bases: dict[str, Style]) -> None:
 
 
 def read_config(path: str | Path | None = None) -> tuple[Path, dict]:
-    """The config file's path (``$BOT_CONFIG`` or the repository's copy) and its tables."""
-    path = Path(path or os.environ.get("BOT_CONFIG") or DEFAULT_CONFIG)
-    try:
-        return path, tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    """The config file's path (``$BOT_CONFIG`` or the repository's copy) and its tables
+    as plain dicts; prefer ``settings.load``, which gives them typed."""
+    return settings.read_document(path)
 
 
 def load_styles(path: str | Path | None = None) -> StyleBook:
-    """Parse and validate config.toml (``$BOT_CONFIG`` or the repository's copy)."""
-    return styles_from(*read_config(path))
+    """The styles of config.toml (``$BOT_CONFIG`` or the repository's copy), checked."""
+    path = settings.config_path(path)
+    return book_from(path, settings.load(path))
 
 
 def styles_from(path: Path, doc: dict) -> StyleBook:
-    """The styles of a config document already read from ``path`` (``read_config``)."""
-    tables = doc.get("styles")
-    if not isinstance(tables, dict) or not tables:
+    """The styles of a config document already parsed from ``path``."""
+    return book_from(path, settings.decode(doc))
+
+
+def book_from(path: Path, config: settings.Config) -> StyleBook:
+    """The styles of the settings read from ``path`` (paths are relative to its folder)."""
+    if not config.styles:
         raise ConfigError("styles: no styles declared")
-    styles = {name: _style(name, table, doc, path.parent) for name, table in tables.items()}
-    bases = {name: _base(name, table, doc, path.parent)
-             for name, table in _table(doc.get("bases", {}), "bases").items()}
+    styles = {name: _style(name, table, config, path.parent)
+              for name, table in config.styles.items()}
+    bases = {name: _base(name, table, config, path.parent)
+             for name, table in config.bases.items()}
     _check_links(styles, bases)
-    sampling = doc.get("sampling", {})
-    top_k, top_p = sampling.get("top_k", 0), sampling.get("top_p", 1.0)
-    if not isinstance(top_k, int) or top_k < 0:
+    top_k, top_p = config.sampling.top_k, config.sampling.top_p
+    if top_k < 0:
         raise ConfigError("sampling.top_k: must be an integer >= 0")
-    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+    if not 0 < top_p <= 1:
         raise ConfigError("sampling.top_p: must be in (0, 1]")
     return StyleBook(styles=styles, top_k=top_k, top_p=float(top_p), path=path, bases=bases)
-

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +29,8 @@ import numpy as np
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
+import settings
+from settings import ConfigError, schema
 from storage.engine import config_path
 from storage.errors import StorageConfigError
 from storage.models import (
@@ -48,7 +49,7 @@ from storage.settings import (
     effective_temperature,
 )
 
-DEFAULT_GRID = (0.3, 0.5, 0.7, 0.9, 1.1)
+DEFAULT_GRID = schema.Bandit().temperatures  # the defaults live in settings/schema.py
 CHOSEN = "bandit_temperature"  # settings.name of the nightly choice (never an override)
 DECIMALS = 3  # request temperatures are matched to grid arms after rounding
 
@@ -78,30 +79,23 @@ def _arm_ok(t) -> bool:
 
 
 def load_config(path: Path | None = None) -> BanditConfig:
-    """``[bandit]`` of config.toml; errors name the key (``StorageConfigError``)."""
-    path = path or config_path()
+    """``[bandit]`` of config.toml (keys and types checked by the ``settings`` package,
+    the values here); errors name the key (``StorageConfigError``)."""
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("bandit", {})
-    except FileNotFoundError:
-        return BanditConfig()
-    except tomllib.TOMLDecodeError as exc:
-        raise StorageConfigError(f"{path.name}: {exc}") from None
-    grid = table.get("temperatures", list(DEFAULT_GRID))
-    if (not isinstance(grid, list) or len(grid) < 2 or len(set(grid)) != len(grid)
-            or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
-                       and _arm_ok(t) for t in grid)):
+        table = settings.load(path or config_path(), missing_ok=True).bandit
+    except ConfigError as exc:
+        raise StorageConfigError(str(exc)) from None
+    grid = table.temperatures
+    if len(grid) < 2 or len(set(grid)) != len(grid) or not all(_arm_ok(t) for t in grid):
         raise StorageConfigError(GRID_RULE)
-    explore = table.get("explore", 0.05)
-    if not isinstance(explore, (int, float)) or not 0 <= explore <= 1:
+    if not 0 <= table.explore <= 1:
         raise StorageConfigError("bandit.explore: a share between 0 and 1")
-    window = table.get("window_days", 60)
-    if not isinstance(window, (int, float)) or window <= 0:
+    if table.window_days <= 0:
         raise StorageConfigError("bandit.window_days: must be positive")
-    cache = table.get("cache_seconds", 60)
-    if not isinstance(cache, (int, float)) or cache < 0:
+    if table.cache_seconds < 0:
         raise StorageConfigError("bandit.cache_seconds: must be 0 (off) or more")
-    return BanditConfig(tuple(round(float(t), DECIMALS) for t in sorted(grid)),
-                        float(explore), float(window), float(cache))
+    return BanditConfig(tuple(round(t, DECIMALS) for t in sorted(grid)),
+                        table.explore, table.window_days, table.cache_seconds)
 
 
 class Arm(NamedTuple):

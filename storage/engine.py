@@ -17,7 +17,6 @@ waiting, when another connection wrote in between).
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,16 +25,18 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+import settings
+from settings import ConfigError, schema
 from storage.errors import StorageConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_URL = "sqlite:///var/stylebot.db"
+ROOT = settings.ROOT  # the repository (storage's CLI finds alembic.ini there)
+DEFAULT_URL = schema.Database().url
 BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 5
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("BOT_CONFIG") or ROOT / "config.toml")
+    return settings.config_path()
 
 
 def database_url(env: Mapping[str, str] | None = None, config: Path | None = None) -> str:
@@ -44,15 +45,10 @@ def database_url(env: Mapping[str, str] | None = None, config: Path | None = Non
     config = config or config_path()
     if environ.get("DATABASE_URL"):
         return normalise_url(environ["DATABASE_URL"], config.parent, "DATABASE_URL")
-    raw = DEFAULT_URL
-    if config.is_file():
-        try:
-            table = tomllib.loads(config.read_text(encoding="utf-8")).get("database", {})
-        except tomllib.TOMLDecodeError as exc:
-            raise StorageConfigError(f"{config.name}: {exc}") from None
-        raw = table.get("url", DEFAULT_URL)
-        if not isinstance(raw, str) or not raw:
-            raise StorageConfigError("database.url: must be a non-empty string")
+    try:  # the whole file is checked: a typo anywhere stops the program here too
+        raw = settings.load(config, missing_ok=True).database.url
+    except ConfigError as exc:
+        raise StorageConfigError(str(exc)) from None
     return normalise_url(raw, config.parent, "database.url")
 
 

@@ -5,6 +5,8 @@ reply or a log line; they never need to know SQLAlchemy's or the drivers' except
 """
 from __future__ import annotations
 
+from settings import ConfigError
+
 
 class StorageError(Exception):
     """Base class: something about storage went wrong; ``str()`` says what."""
@@ -22,5 +24,7 @@ class StorageUnavailable(StorageError):
     """The database cannot be reached or stayed locked after retries."""
 
 
-class StorageConfigError(StorageError):
-    """``DATABASE_URL`` or ``[database] url`` is unusable; the message names the key."""
+class StorageConfigError(StorageError, ConfigError):
+    """``DATABASE_URL`` or a table of config.toml is unusable; the message names the key.
+
+    A ``ConfigError`` too, so every entry point reports it as a config mistake."""

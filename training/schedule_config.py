@@ -2,7 +2,9 @@
 
 Every key has a default, so a config.toml without the table schedules every style
 nightly at 03:00 (the scheduler's local time). ``[schedule.styles.NAME]`` overrides
-any per-style key for one style. Mistakes raise ``ConfigError`` naming the key.
+any per-style key for one style. Keys and types are checked by the ``settings`` package
+(settings/schema.py); ranges and cron expressions here. Mistakes raise ``ConfigError``
+naming the key.
 
     python -c "from training.schedule_config import load_schedule; print(load_schedule())"
 """
@@ -13,7 +15,9 @@ from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
 
-from genmodels.styles import ConfigError, StyleBook, read_config, styles_from
+import settings
+from genmodels.styles import StyleBook, book_from
+from settings import ConfigError, given, schema
 from training.registry_ops import LEASE_SECONDS
 
 
@@ -54,71 +58,50 @@ _PLAN_KEYS = {f.name for f in fields(StylePlan)}
 _TOP_KEYS = {f.name for f in fields(ScheduleConfig)} - {"styles", "default"}
 
 
-_KINDS = {"cron": str, "nightly_bandit": str, "enabled": bool, "scratch": bool,
-          "coalesce": bool, "keep": int, "jitter_seconds": int, "poll_seconds": int,
-          "misfire_grace_seconds": int, "timeout_slack_seconds": int}  # others: float
 _POSITIVE = {"minutes", "keep", "poll_seconds", "learning_rate_scale", "heartbeat_seconds"}
 
 
 def _check(key: str, value, where: str):
-    """``value`` checked against the type of field ``key``; ConfigError names the key."""
-    kind = _KINDS.get(key, float)
-    if kind in (bool, str):
-        ok = isinstance(value, kind)
-    else:
-        ok = isinstance(value, (int, float) if kind is float else int) \
-            and not isinstance(value, bool)
-    if not ok:
-        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
-    if kind is str:
+    """``value`` of ``key`` (its type settled by the schema) in range; names the key."""
+    if isinstance(value, str):
         try:
             CronTrigger.from_crontab(value)
         except ValueError as exc:
             raise ConfigError(f"{where}.{key}: bad cron expression {value!r} ({exc})") from None
-    elif kind is not bool and (value < 0 or (key in _POSITIVE and value <= 0)):
+    elif not isinstance(value, bool) and (value < 0 or (key in _POSITIVE and value <= 0)):
         raise ConfigError(f"{where}.{key}: must be positive, got {value!r}")
-    return float(value) if kind is float else value
+    return value
 
 
-def _plan(table: dict, base: StylePlan, where: str) -> StylePlan:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a table, got {table!r}")
-    unknown = sorted(set(table) - set(_PLAN_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: "
-                          f"{', '.join(sorted(_PLAN_KEYS))})")
-    return replace(base, **{k: _check(k, v, where) for k, v in table.items()})
+def _plan(table: schema.Plan, base: StylePlan, where: str) -> StylePlan:
+    plan_keys = {k: v for k, v in given(table).items() if k in _PLAN_KEYS}
+    return replace(base, **{k: _check(k, v, where) for k, v in plan_keys.items()})
 
 
 def parse_schedule(doc: dict, book: StyleBook) -> ScheduleConfig:
     """The ``[schedule]`` table of an already parsed config.toml."""
-    table = doc.get("schedule", {})
-    if not isinstance(table, dict):
-        raise ConfigError("schedule: expected a table")
-    per_style = table.get("styles", {})
-    top = {k: v for k, v in table.items() if k != "styles"}
-    plan_part = {k: v for k, v in top.items() if k in _PLAN_KEYS}
-    rest = {k: v for k, v in top.items() if k not in _PLAN_KEYS}
-    unknown = sorted(set(rest) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"schedule.{unknown[0]}: unknown key")
-    default = _plan(plan_part, StylePlan(), "schedule")
-    if not isinstance(per_style, dict):
-        raise ConfigError("schedule.styles: expected a table of styles")
-    for name in per_style:
+    return schedule_from(settings.decode(doc).schedule, book)
+
+
+def schedule_from(table: schema.Schedule, book: StyleBook) -> ScheduleConfig:
+    """The ``[schedule]`` table of the settings (keys and types checked there)."""
+    default = _plan(table, StylePlan(), "schedule")
+    for name in table.styles:
         if name not in book.styles:
             raise ConfigError(f"schedule.styles.{name}: no style {name!r} in [styles]")
-    plans = {name: _plan(per_style.get(name, {}), default, f"schedule.styles.{name}")
-             for name in book.styles}
-    settings = {k: _check(k, v, "schedule") for k, v in rest.items()}
-    if settings.get("heartbeat_seconds", 0) * 3 > LEASE_SECONDS:  # a late beat is no death
+    plans = {name: _plan(table.styles.get(name, schema.Plan()), default,
+                         f"schedule.styles.{name}") for name in book.styles}
+    rest = {k: v for k, v in given(table).items() if k in _TOP_KEYS}
+    top = {k: _check(k, v, "schedule") for k, v in rest.items()}
+    if top.get("heartbeat_seconds", 0) * 3 > LEASE_SECONDS:  # a late beat is no death
         raise ConfigError(f"schedule.heartbeat_seconds: at most {LEASE_SECONDS / 3:g} "
                           f"(a third of the {LEASE_SECONDS:g} s lease)")
-    return ScheduleConfig(styles=plans, default=default, **settings)
+    return ScheduleConfig(styles=plans, default=default, **top)
 
 
 def load_schedule(path: str | Path | None = None) -> tuple[StyleBook, ScheduleConfig]:
     """The styles and the schedule from config.toml (``$BOT_CONFIG`` or the repository's)."""
-    path, doc = read_config(path)  # once, for the styles and the schedule
-    book = styles_from(path, doc)
-    return book, parse_schedule(doc, book)
+    path = settings.config_path(path)
+    config = settings.load(path)  # once per process, for the styles and the schedule
+    book = book_from(path, config)
+    return book, schedule_from(config.schedule, book)

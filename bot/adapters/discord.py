@@ -34,8 +34,9 @@ from typing import Any
 import discord
 from discord import app_commands
 
+import settings
 from bot.core import RATE_PREFIX, Core, Reply, Request, rating_buttons, split_message
-from genmodels.styles import ConfigError, read_config
+from settings import ConfigError
 
 log = logging.getLogger(__name__)
 LIMIT = 2000  # Discord's message length limit
@@ -55,21 +56,16 @@ class DiscordSettings:
 
 
 def load_discord_settings(path: str | Path | None = None) -> DiscordSettings:
-    """Read and check [discord] from ``$BOT_CONFIG`` or the repository's config.toml."""
-    table = read_config(path)[1].get("discord", {})
-    unknown = sorted(set(table) - {"message_content", "prefixes", "sync_guild"})
-    if unknown:
-        raise ConfigError(f"discord.{unknown[0]}: unknown key")
-    content = table.get("message_content", False)
-    if not isinstance(content, bool):
-        raise ConfigError(f"discord.message_content: expected true or false, got {content!r}")
-    prefixes = table.get("prefixes", ["!", "/"])
-    if not isinstance(prefixes, list) or not all(isinstance(x, str) and x for x in prefixes):
-        raise ConfigError(f"discord.prefixes: expected a list of strings, got {prefixes!r}")
-    guild = table.get("sync_guild", 0)
-    if isinstance(guild, bool) or not isinstance(guild, int) or guild < 0:
-        raise ConfigError(f"discord.sync_guild: expected a guild id or 0, got {guild!r}")
-    return DiscordSettings(content, tuple(prefixes), guild)
+    """[discord] of ``$BOT_CONFIG`` or the repository's config.toml (keys and types
+    checked by the ``settings`` package; the values here)."""
+    table = settings.load(path).discord
+    if not all(table.prefixes):
+        raise ConfigError(f"discord.prefixes: expected a list of strings, got "
+                          f"{list(table.prefixes)!r}")
+    if table.sync_guild < 0:
+        raise ConfigError(f"discord.sync_guild: expected a guild id or 0, "
+                          f"got {table.sync_guild!r}")
+    return DiscordSettings(table.message_content, table.prefixes, table.sync_guild)
 
 
 def plain_chunks(text: str, limit: int = LIMIT) -> list[str]:

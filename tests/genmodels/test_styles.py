@@ -118,7 +118,7 @@ BAD_CONFIGS = {
     "bad training value": (MINIMAL + "training = { minutes = -1 }\n",
                            "styles.one.training:", "minutes"),
     "unknown training key": (MINIMAL + "training = { minuts = 3 }\n",
-                             "styles.one.training:", "minuts"),
+                             "styles.one.training.minuts:", "unknown key"),
     "bad global training value": ("[training]\nbatch_size = 0\n" + MINIMAL,
                                   "styles.one.training:", "batch_size"),
     "bad weights dtype": ('[training]\nweights_dtype = "int8"\n' + MINIMAL,
