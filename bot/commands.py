@@ -1,9 +1,12 @@
 """Every chat command in one registry; /help is generated from it.
 
 Each handler takes the ``Context`` of one request and returns a ``Reply`` (or raises
-``UserError`` with the reply text). A handler's first docstring line is its help text.
-Generation itself is ``Core.generate``; the admin commands' storage work is the small
-``fn(session, ...)`` functions at the bottom, run off the event loop by ``Database.run``.
+``UserError`` with the reply text); each ``Command``'s description is its /help line.
+Handlers use the core only through ``CoreAPI``, the public part of ``bot.core.Core``
+(which builds this registry: this module never imports the core). Generation itself
+is ``Core.generate``; the storage work is ``bot/storage_work.py``, run off the event
+loop by ``Database.run``. An adapter may add a command of its own
+(``Core.add_command``: the console's /rate).
 
     python -m bot console    # then /help
 """
@@ -14,20 +17,24 @@ import importlib.util
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from bot.core import Context, Core, Reply, UserError, _chat_id, _user_id
-from bot.text import THUMBS_DOWN, THUMBS_UP, prime_too_long
+from bot import storage_work as work
+from bot.messages import Context, Reply, Request, UserError
+from bot.text import prime_too_long
 from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE
-from genmodels.styles import Style
-from storage.bandit import evidence
-from storage.errors import NotFound
+from genmodels.styles import Style, StyleBook
 from storage.models import Outcome
-from storage.settings import clear_temperature, set_temperature, usable_temperature
-from storage.stats import latency_percentiles, style_stats, version_stats
-from training.ngram import best_cached  # NumPy only: reads the cache, never computes
+from storage.settings import usable_temperature
 
-# Issue 6's registry operations (NumPy- and TensorFlow-free, safe in the chat process).
-from training.registry_ops import list_versions, queue_retrain, rollback as registry_rollback
+if TYPE_CHECKING:  # annotations only: the core's parts, none of them imports this module
+    import numpy as np
+
+    from bot.settings import BotSettings
+    from bot.temperatures import TemperatureCache
+    from genmodels.client import GenerationClient
+    from storage.bandit import BanditConfig
+    from storage.database import Database
 
 Handler = Callable[[Context], Awaitable[Reply]]
 
@@ -41,7 +48,27 @@ class Command:
     platforms: tuple[str, ...] = ()  # empty: every platform
 
 
-def build_commands(core: Core) -> dict[str, Command]:
+class CoreAPI(Protocol):
+    """What the handlers use of ``bot.core.Core``: its public attributes and methods."""
+
+    book: StyleBook
+    db: Database
+    client: GenerationClient
+    settings: BotSettings
+    temps: TemperatureCache  # refresh() after a change: the next text uses it
+    registry: dict[str, Command]
+    bandit: BanditConfig | None  # None: temperatures are not learned from ratings
+    rng: np.random.Generator
+    slots: asyncio.Semaphore  # the bound on CPU work in flight (generations, pictures)
+
+    def is_admin(self, request: Request) -> bool: ...
+
+    async def generate(self, ctx: Context, style: Style, prime: str) -> Reply: ...
+
+    async def temperature(self, request: Request, style: Style) -> tuple[float, str]: ...
+
+
+def build_commands(core: CoreAPI) -> dict[str, Command]:
     """The registry: general commands, one per style command, then the admin ones."""
     h = Handlers(core)
     commands = [Command("start", "Say hello and list the commands", h.help),
@@ -51,8 +78,6 @@ def build_commands(core: Core) -> dict[str, Command]:
         commands.append(Command(name, _describe(styles), h.style_handler(name)))
     commands += [
         Command("temperature", "Show or set this chat's sampling temperature", h.temperature),
-        Command("rate", "Rate the last text: /rate up or /rate down", h.rate,
-                platforms=("console",)),
         Command("models", "Admins: model versions, val loss vs n-gram, ratings", h.models,
                 True),
         Command("retrain", "Admins: queue a retrain of a style", h.retrain, True),
@@ -61,19 +86,19 @@ def build_commands(core: Core) -> dict[str, Command]:
         Command("stats", "Admins: requests, ratings and latency per style and version",
                 h.stats, True)]
     if all(importlib.util.find_spec(m) for m in ("matplotlib", "genmodels.neurons")):
-        # Issue 7's renderer needs matplotlib, which a chat-only install may lack.
+        # The neuron pictures need matplotlib, which a chat-only install may lack.
         commands.insert(-4, Command("neurons", "A picture of one neuron over a text: "
                                     "/neurons STYLE [text]", h.neurons))
     return {c.name: c for c in commands}
 
 
-def example_command(core: Core) -> str:
+def example_command(book: StyleBook) -> str:
     """A style command to show in examples: austen if there is one, else the first."""
-    commands = [s.command for s in core.book.styles.values()]
+    commands = [s.command for s in book.styles.values()]
     return "/" + ("austen" if "austen" in commands else commands[0])
 
 
-def _by_command(core: Core) -> dict[str, list[Style]]:
+def _by_command(core: CoreAPI) -> dict[str, list[Style]]:
     grouped: dict[str, list[Style]] = {}
     for style in core.book.styles.values():
         grouped.setdefault(style.command, []).append(style)
@@ -103,7 +128,7 @@ def parse_temperature(token: str) -> float:
 class Handlers:
     """The command handlers, bound to one core."""
 
-    def __init__(self, core: Core):
+    def __init__(self, core: CoreAPI):
         self.core = core
 
     def find_style(self, spec: str) -> Style | None:
@@ -131,7 +156,7 @@ class Handlers:
                 continue
             lines.append(f"/{c.name} - {c.description}")
         lines.append(f"Text after a style command starts the text, e.g. "
-                     f"{example_command(self.core)} It was")
+                     f"{example_command(self.core.book)} It was")
         return Reply("\n".join(lines))
 
     async def styles(self, ctx: Context) -> Reply:
@@ -177,7 +202,7 @@ class Handlers:
         if len(words) == 1:
             style = self.find_style(words[0])
             if style is not None:
-                value, source = await self.core._temperature(ctx.request, style)
+                value, source = await self.core.temperature(ctx.request, style)
                 return Reply(f"{style.label}: {value:g} ({describe_source(source)})")
             return await self.set_chat_temperature(ctx, parse_temperature(words[0]))
         style = self.find_style(" ".join(words[:-1]))
@@ -186,7 +211,8 @@ class Handlers:
                             "/temperature VALUE sets this chat's.")
         style = style or self.need_style("", "/temperature STYLE VALUE")  # raises
         value = parse_temperature(words[-1])
-        old = await self.core.db.run(_set_style_temperature, ctx.request, style.name, value)
+        old = await self.core.db.run(work.set_style_temperature, ctx.request, style.name,
+                                     value)
         await self.core.temps.refresh()  # the next text here already uses it
         was = "unset" if old is None else f"{old:g}"
         return Reply(f"Temperature of {style.label} set to {value:g} (was {was}).")
@@ -196,7 +222,7 @@ class Handlers:
                  "letter):"]
         learned = False
         for style in self.core.book.styles.values():
-            value, source = await self.core._temperature(ctx.request, style)
+            value, source = await self.core.temperature(ctx.request, style)
             learned |= source.startswith(_LEARNED)
             lines.append(f"/{style.label}: {value:g} ({describe_source(source)})")
         if learned:
@@ -211,7 +237,7 @@ class Handlers:
 
     async def set_chat_temperature(self, ctx: Context, value: float) -> Reply:
         self.may_set_chat(ctx)
-        old = await self.core.db.run(_set_chat_temperature, ctx.request, value)
+        old = await self.core.db.run(work.set_chat_temperature, ctx.request, value)
         await self.core.temps.refresh()
         was = "" if old is None else f" (was {old:g})"
         return Reply(f"Temperature in this chat set to {value:g}{was}; "
@@ -220,33 +246,21 @@ class Handlers:
     async def reset_temperature(self, ctx: Context, spec: str) -> Reply:
         if not spec:
             self.may_set_chat(ctx)
-            old = await self.core.db.run(_clear_temperature, ctx.request, None)
+            old = await self.core.db.run(work.reset_temperature, ctx.request, None)
             what = "this chat"
         else:
             if not self.core.is_admin(ctx.request):
                 raise UserError("Sorry, only the bot's admins reset a style's temperature.")
             style = self.need_style(spec, "/temperature reset [STYLE]")
-            old = await self.core.db.run(_clear_temperature, ctx.request, style.name)
+            old = await self.core.db.run(work.reset_temperature, ctx.request, style.name)
             what = style.label
         await self.core.temps.refresh()
         if old is None:
             return Reply(f"No temperature was set for {what}; nothing to reset.")
         return Reply(f"Temperature for {what} reset (was {old:g}).")
 
-    async def rate(self, ctx: Context) -> Reply:
-        """/rate up|down rates the last text in this chat (console)."""
-        value = {"up": 1, "+": 1, "+1": 1, "down": -1, "-": -1, "-1": -1}.get(
-            ctx.args.strip().lower())
-        if value is None:
-            raise UserError("Usage: /rate up or /rate down.")
-        req = ctx.request
-        generation_id = self.core._last.get((req.platform, req.chat_id, req.user_id))
-        if generation_id is None:
-            raise UserError("Nothing to rate yet: ask for a text first.")
-        return Reply(await self.core.rate(req, f"rate:{generation_id}:{value:+d}"))
-
     async def neurons(self, ctx: Context) -> Reply:
-        """/neurons STYLE [text]: issue 7's picture of the most interpretable neuron."""
+        """/neurons STYLE [text]: a picture of the most interpretable neuron."""
         words = ctx.args.split(" ")
         style = self.find_style(" ".join(words[:2])) if len(words) > 1 else None
         text = " ".join(words[2:]) if style else " ".join(words[1:])
@@ -259,7 +273,7 @@ class Handlers:
         from genmodels.artifact import ArtifactError
         from genmodels.neurons import style_picture  # late: imports matplotlib
         try:
-            async with self.core._slots:  # CPU work: shares the generation bound
+            async with self.core.slots:  # CPU work: shares the generation bound
                 png, caption = await asyncio.to_thread(
                     style_picture, style.name, text, shipped=style.model_dir.parent)
         except ArtifactError:
@@ -276,14 +290,14 @@ class Handlers:
             styles = list(self.core.book.styles.values())
         served = await self.core.client.versions()
         # Hashing the corpora to find the cache entry is file work: off the event loop.
-        baselines = await asyncio.to_thread(_baselines, styles, self.core.book)
-        lines = await self.core.db.run(_model_lines, [s.name for s in styles], served,
+        baselines = await asyncio.to_thread(work.baselines, styles, self.core.book)
+        lines = await self.core.db.run(work.model_lines, [s.name for s in styles], served,
                                        baselines)
         return Reply("\n".join(lines))
 
     async def retrain(self, ctx: Context) -> Reply:
         style = self.need_style(ctx.args, "/retrain STYLE")
-        run_id, new = await self.core.db.run(_queue_retrain, ctx.request, style)
+        run_id, new = await self.core.db.run(work.queue_style_retrain, ctx.request, style)
         if not new:
             return Reply(f"A retrain of {style.label} is already queued or running "
                          f"(run {run_id}).")
@@ -292,19 +306,19 @@ class Handlers:
 
     async def rollback(self, ctx: Context) -> Reply:
         style = self.need_style(ctx.args, "/rollback STYLE")
-        return Reply(await self.core.rollback(style.name))
+        return Reply(await self.core.db.run(work.rollback_version, style.name))
 
     async def stats(self, ctx: Context) -> Reply:
         """Usage per style and version, then each style's temperature evidence."""
         core = self.core
-        lines = await core.db.run(_stats_lines)
+        lines = await core.db.run(work.stats_lines)
         if core.bandit is None:
             lines.append("Temperatures: learning from ratings is off ([bandit] enabled).")
         else:
             lines.append("Temperatures learned from ratings (per value: up/down, "
                          "approval, probability it is the best):")
-            lines += await core.db.run(_evidence_lines, list(core.book.styles), core.rng,
-                                       core.bandit)
+            lines += await core.db.run(work.evidence_lines, list(core.book.styles),
+                                       core.rng, core.bandit)
         return Reply("\n".join(lines))
 
 
@@ -318,83 +332,3 @@ def describe_source(source: str) -> str:
     if source.startswith(_LEARNED):
         return f"learned from ratings: {source[len(_LEARNED):]}"
     return _SCOPES.get(source, source)
-
-
-# ------------------------------------------------------------- storage units of work
-
-def _set_chat_temperature(session, request, value: float):
-    return set_temperature(session, value, by_user_id=_user_id(session, request),
-                           chat_id=_chat_id(session, request))
-
-
-def _set_style_temperature(session, request, style: str, value: float):
-    return set_temperature(session, value, by_user_id=_user_id(session, request),
-                           style=style)
-
-
-def _clear_temperature(session, request, style: str | None):
-    who = _user_id(session, request)
-    if style is None:
-        return clear_temperature(session, by_user_id=who, chat_id=_chat_id(session, request))
-    return clear_temperature(session, by_user_id=who, style=style)
-
-
-def _queue_retrain(session, request, style: Style) -> tuple[int, bool]:
-    run, new = queue_retrain(session, style.name, by_user_id=_user_id(session, request),
-                             minutes=style.training.minutes)
-    return run.id, new
-
-
-def _baselines(styles: list[Style], book) -> dict[str, tuple[float, int] | None]:
-    """Each style's best cached n-gram baseline (nats/char, order), or None."""
-    return {style.name: best_cached(style, book) for style in styles}
-
-
-def _versus(val_loss: float | None, baseline: tuple[float, int] | None) -> str:
-    """A version's held-out loss against the baseline: the margin, positive when better."""
-    if val_loss is None or baseline is None:
-        return ""
-    return f"; n-gram {baseline[0]:.4f}, margin {baseline[0] - val_loss:+.4f}"
-
-
-def _model_lines(session, names: list[str], served: dict[str, str],
-                 baselines: dict[str, tuple[float, int] | None]) -> list[str]:
-    lines = []
-    for name in names:
-        lines.append(f"{name} (serving: {served.get(name, 'not loaded yet')})")
-        base = baselines.get(name)
-        lines.append(f"  n-gram baseline {base[0]:.4f} nats/char (order {base[1]})" if base
-                     else f"  baseline not computed (python -m training baseline {name})")
-        versions = list_versions(session, name, limit=5)
-        lines += ["  " + v.line() + _versus(v.val_loss, base) for v in versions] \
-            or ["  no versions registered"]
-    return lines
-
-
-def _stats_lines(session) -> list[str]:
-    lines = []
-    for by, rows in (("style", style_stats(session)), ("version", version_stats(session))):
-        pct = {p.key: p for p in latency_percentiles(session, by=by)}
-        lines.append(f"Per {by}: requests (ok/errors/rejected), ratings, latency p50/p95")
-        for r in rows:
-            p = pct.get(r.key)
-            lat = f"{p.p50_ms:.0f}/{p.p95_ms:.0f} ms" if p else "no latency yet"
-            lines.append(f"  {r.key}: {r.requests} ({r.ok}/{r.errors}/{r.rejected}), "
-                         f"{THUMBS_UP}{r.up} {THUMBS_DOWN}{r.down}, {lat}")
-        if not rows:
-            lines.append("  nothing yet")
-    return lines
-
-
-def _evidence_lines(session, styles: list[str], rng, config) -> list[str]:
-    return [line for style in styles
-            for line in evidence(session, style, rng, config).lines()]
-
-
-def rollback_version(session, style: str) -> str:
-    """Re-activate the version before the active one (``Core.rollback``): DB and marker."""
-    try:
-        old, new = registry_rollback(session, style)
-    except NotFound as exc:
-        raise UserError(f"Cannot roll back: {exc}.") from None
-    return f"{style}: now serving {new} again (was {old})."

@@ -5,7 +5,8 @@ the bound on generations in flight, choosing style / variant / sampling paramete
 calling the generation client, and logging every request (rejected ones included) to
 storage. Adapters (bot/adapters/*.py) only translate platform events to ``Request``
 and ``Reply`` back; nothing here knows a platform. The command handlers other than
-generation live in ``bot/commands.py``.
+generation live in ``bot/commands.py`` and use the public methods and attributes here
+(``commands.CoreAPI``); an adapter may add a command of its own (``add_command``).
 
     core = Core.from_config()                      # the one place the bot is wired
     reply = await core.handle(Request("console", "local", "local", text="/austen It is"))
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.commands import Command, build_commands, example_command
+from bot.identity import user_row_id
 from bot.messages import Context, Reply, Request, UserError
 from bot.metrics import BotMetrics
 from bot.ratelimit import RateLimiter
@@ -32,6 +35,7 @@ from bot.settings import BotSettings, load_settings
 from bot.temperatures import TemperatureCache
 from bot.text import (
     RATE_PREFIX,
+    SORRY,
     THUMBS_DOWN,
     THUMBS_UP,
     dropped_note,
@@ -42,21 +46,21 @@ from bot.text import (
     refused_params,
     split_message,
 )
-from genmodels.generation import Busy, GenerationClient, GenerationError, make_client
+from bot.wiring import make_client
+from genmodels.client import Busy, GenerationClient, GenerationError
 from genmodels.sampler import SamplingParams
 from genmodels.styles import Style, StyleBook, load_styles
 from storage.bandit import load_config as load_bandit_config
 from storage.database import Database
 from storage.errors import NotFound, StorageError
-from storage.log import get_or_create_chat, get_or_create_user, mark_undelivered
+from storage.log import mark_undelivered
 from storage.models import Outcome
 from storage.ratings import rate as store_rating, rating_by
 from storage.records import RequestRecord
 
-__all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "rating_buttons",
-           "split_message", "parse_rating"]
+__all__ = ["Request", "Reply", "Core", "BotSettings", "RATE_PREFIX", "SORRY",
+           "rating_buttons", "split_message", "parse_rating"]
 log = logging.getLogger(__name__)
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 Notifier = Callable[[str], Awaitable[None]]  # sends one text to every admin it reaches
 BUSY = "Sorry, I am busy writing for others; try again in a moment."
 
@@ -64,13 +68,10 @@ BUSY = "Sorry, I am busy writing for others; try again in a moment."
 class Core:
     def __init__(self, book: StyleBook, db: Database, client: GenerationClient,
                  settings: BotSettings):
-        from bot.commands import build_commands  # commands import Core's types
-
         self.book, self.db, self.client, self.settings = book, db, client, settings
         self.limiter = RateLimiter(settings.rate_burst, settings.rate_per_minute)
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self.slots = asyncio.Semaphore(settings.max_in_flight)  # generations, pictures
         self._queued = 0  # generations running or waiting for a slot
-        self._last: dict[tuple[str, str, str], int] = {}  # /rate: last text, where offered
         self.registry = build_commands(self)
         self.metrics = BotMetrics(self.registry)  # Prometheus (bot/metrics.py)
         # Learned temperatures: the grid from [bandit] of the same config.toml.
@@ -154,6 +155,17 @@ class Core:
         return [(c.name, c.description) for c in self.registry.values()
                 if not c.platforms]
 
+    def add_command(self, command: Command) -> None:
+        """An adapter's own command (the console's /rate), replacing one of that name.
+
+        Listed before the admin commands, as /help lists them; counted in the metrics
+        under its name. The registry is changed in place: the metrics hold it.
+        """
+        others = [c for c in self.registry.values() if c.name != command.name]
+        at = next((i for i, c in enumerate(others) if c.admin), len(others))
+        self.registry.clear()
+        self.registry.update((c.name, c) for c in [*others[:at], command, *others[at:]])
+
     # ----------------------------------------------------------------- admin notices
 
     def add_notifier(self, notify: Notifier) -> None:
@@ -206,19 +218,11 @@ class Core:
             reply = Reply(SORRY)
         logged = await self._logged(record)
         if record.text is not None and logged is not None:
-            if self._rates_by_command(request.platform):  # else it would only grow
-                self._last[(request.platform, request.chat_id, request.user_id)] = \
-                    logged.generation_id
             reply = dataclasses.replace(reply, rate_generation=logged.generation_id)
         # Where every request addressed to the bot finishes, refused ones included.
         self.metrics.finished(request.platform, record.command, record.outcome,
                               time.perf_counter() - started)
         return dataclasses.replace(reply, request_uid=record.uid)
-
-    def _rates_by_command(self, platform: str) -> bool:
-        """Whether /rate (which reads ``_last``) is offered on ``platform``."""
-        rate = self.registry.get("rate")
-        return rate is not None and (not rate.platforms or platform in rate.platforms)
 
     async def _dispatch(self, ctx: Context) -> Reply:
         # Admins are exempt: they run the bot (and the console's user is one).
@@ -238,8 +242,7 @@ class Core:
                 ctx.record.error = f"unknown command /{ctx.command}"
                 return Reply(f"Sorry, I do not know /{ctx.command}.\n\n{reply.text}")
             ctx.record.error = "no command"
-            from bot.commands import example_command
-            return Reply(f"Start with a command, e.g. {example_command(self)}.\n\n"
+            return Reply(f"Start with a command, e.g. {example_command(self.book)}.\n\n"
                          f"{reply.text}")
         if command.admin and not self.is_admin(ctx.request):
             raise UserError(f"Sorry, /{command.name} is for the bot's admins.")
@@ -280,7 +283,7 @@ class Core:
         too_long = prime_too_long(prime, self.settings.max_prime_chars)
         if too_long:
             raise UserError(too_long)
-        temperature, source = await self._temperature(ctx.request, style)
+        temperature, source = await self.temperature(ctx.request, style)
         params = SamplingParams(temperature=temperature, top_k=self.book.top_k,
                                 top_p=self.book.top_p, max_chars=style.default_chars,
                                 stop=style.stop)
@@ -312,12 +315,12 @@ class Core:
             raise Busy(BUSY)
         self._queued += 1
         try:
-            async with self._slots:
+            async with self.slots:
                 return await self.client.generate(style, prime, params)
         finally:
             self._queued -= 1
 
-    async def _temperature(self, chat: Request, style: Style) -> tuple[float, str]:
+    async def temperature(self, chat: Request, style: Style) -> tuple[float, str]:
         """The temperature for ``style`` in this chat and where it comes from.
 
         The one place it is chosen: chat > style > global setting; where nobody fixed
@@ -327,30 +330,9 @@ class Core:
         """
         return await self.temps.choose(chat, style, self.rng)
 
-    async def rollback(self, style: str) -> str:
-        """Serve the style's previous model version again; a one-line report.
-
-        The one place a rollback happens: issue 6's registry operation, which promotes
-        the previous version in the database and moves the ACTIVE marker that serving
-        reads, in one unit of work.
-        """
-        from bot.commands import rollback_version  # storage work, kept beside /models
-
-        return await self.db.run(rollback_version, style)
-
-
-def _chat_id(session, request: Request) -> int:
-    return get_or_create_chat(session, request.platform, request.chat_id or "?",
-                              request.chat_name)
-
-
-def _user_id(session, request: Request) -> int:
-    return get_or_create_user(session, request.platform, request.user_id or "?",
-                              request.user_name)
-
 
 def _store_rating(session, request: Request, generation_id: int, value: int):
-    user_id = _user_id(session, request)
+    user_id = user_row_id(session, request)
     old = rating_by(session, generation_id, user_id)
     store_rating(session, generation_id, user_id, value)
     return old, value

@@ -12,7 +12,7 @@ this process's CPU, memory and file descriptors and its Python version beside th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection
 
 from aiohttp import web
 from prometheus_client import (
@@ -33,10 +33,11 @@ REPLY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class BotMetrics:
     """Counters and the reply latency histogram of one ``Core``."""
 
-    def __init__(self, commands: Iterable[str]):
+    def __init__(self, commands: Collection[str]):
         # Only the registry's commands become label values: a user can type any
-        # /word, and each distinct label value is a new time series.
-        self.commands = frozenset(commands)
+        # /word, and each distinct label value is a new time series. Held, not copied:
+        # a command an adapter adds later (Core.add_command) counts under its name.
+        self.commands = commands
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "stylebot_bot_requests", "Requests answered, refused ones included.",

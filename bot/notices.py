@@ -16,15 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import func, select
-
-from storage.models import RunStatus, TrainingRun
-from training.registry_ops import finished_runs
+from training.registry_ops import finished_runs, oldest_unfinished_run
 from training.retrain import RunResult
 
 log = logging.getLogger(__name__)
 BATCH = 200  # finished runs read per poll (more wait for the next one)
-_PENDING = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 
 
 class RunWatcher:
@@ -69,8 +65,7 @@ class RunWatcher:
 
     def _advance(self, session, rows) -> None:
         self.announced.update(r.id for r in rows)
-        pending = session.execute(select(func.min(TrainingRun.id)).where(
-            TrainingRun.status.in_(_PENDING))).scalar()
+        pending = oldest_unfinished_run(session)
         top = max(self.announced, default=self.after_id)
         self.after_id = top if pending is None else max(self.after_id,
                                                         min(top, pending - 1))

@@ -17,6 +17,8 @@ from typing import NamedTuple
 from genmodels.vocab import LOOKALIKES, REVERSE_LOOKALIKES
 
 RATE_PREFIX = "rate"  # callback data: f"rate:{generation_id}:{+1|-1}"
+# The apology for a failure on the bot's side (a bug, a platform error), everywhere.
+SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
 THUMBS_UP, THUMBS_DOWN = "\N{THUMBS UP SIGN}", "\N{THUMBS DOWN SIGN}"
 _MAX_GENERATION_ID = 2**63 - 1
 _RATE_RE = re.compile(rf"^{RATE_PREFIX}:([0-9]{{1,19}}):([+-]1)$")

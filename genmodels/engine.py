@@ -39,12 +39,12 @@ from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 
-from genmodels import artifact
+from genmodels import registry
 from genmodels.batch import Batch, NumpyBackend, Row, _resolve
 from genmodels.blas_threads import BlasThreads, policy as blas_policy
+from genmodels.client import Busy, GenerationError, ModelUnavailable, Result
 from genmodels.engine_stats import OnceLog, Stats
 from genmodels.engine_versions import Versions
-from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
 from genmodels.sampler import STOP_RULES, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ModelLoop(Versions):
         self._batches: list[Batch] = [self._load_first()]
 
     def _load(self, path: Path) -> Batch:
-        art = artifact.load(path)
+        art = registry.load(path)  # shared with the neuron pictures: held once
         return Batch(art, make_backend(art, self.backend_name), self.max_batch)
 
     # -- requests -----------------------------------------------------------------------
@@ -301,7 +301,7 @@ class Engine:
     @classmethod
     def from_settings(cls, cfg: dict, **kw) -> Engine:
         """An engine with config.toml's ``[inference]`` settings
-        (``generation.inference_settings``); ``kw`` as for ``Engine``."""
+        (``genmodels.generation.inference_settings``); ``kw`` as for ``Engine``."""
         return cls(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
                    poll_s=float(cfg["poll_s"]), backend=cfg["backend"],
                    blas_threads=cfg["blas_threads"], **kw)

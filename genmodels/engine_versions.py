@@ -16,25 +16,19 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genmodels import artifact
-from genmodels.generation import ModelUnavailable
-from genmodels.registry import MarkerError, active_path, candidates
+from genmodels.client import ModelUnavailable
+from genmodels.registry import (
+    MarkerError,
+    active_path,
+    candidates,
+    stamp as fingerprint,  # the one "changed on disk" rule
+)
 
 if TYPE_CHECKING:  # for annotations only: engine.ModelLoop supplies the objects
     from genmodels.batch import Batch
     from genmodels.engine_stats import OnceLog, Stats
 
 log = logging.getLogger("genmodels.engine")
-
-
-def fingerprint(path: Path) -> tuple:
-    """Cheap identity of an artifact folder: path and model.json's mtime/size. A folder
-    without model.json has (path, None, None); other OSErrors (EMFILE) propagate."""
-    try:
-        st = (path / artifact.META_FILE).stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return (str(path), None, None)
-    return (str(path), st.st_mtime_ns, st.st_size)
 
 
 def _fingerprint_or_why(path: Path) -> tuple:

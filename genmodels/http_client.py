@@ -1,6 +1,6 @@
 """``GenerationClient`` over HTTP: talks to ``python -m genmodels.service``.
 
-Chosen by ``generation.make_client()`` when config.toml sets ``[inference] url``. Same
+Chosen by ``bot.wiring.make_client()`` when config.toml sets ``[inference] url``. Same
 interface and exceptions as the in-process engine client:
 
 * 429 -> ``Busy``; 404 (unknown style) and 503 (model missing) -> ``ModelUnavailable``;
@@ -20,10 +20,9 @@ import time
 
 import aiohttp
 
-from genmodels.generation import Busy, GenerationError, ModelUnavailable, Result
+from genmodels.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable, Result
 from genmodels.sampler import Generation, SamplingParams
 
-SECRET_HEADER = "X-Inference-Secret"
 _RETRYABLE = (aiohttp.ClientConnectionError,)  # refused, reset, server disconnected
 
 

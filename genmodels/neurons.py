@@ -35,10 +35,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from genmodels import artifact as artifacts
 from genmodels.activations import Activations, trace
 from genmodels.artifact import Artifact
-from genmodels.registry import active_path
+from genmodels.registry import active_artifact
 from genmodels.sampler import Sampler, SamplingParams
 
 # ---------------------------------------------------------------- features
@@ -358,26 +357,6 @@ def neuron_picture(art: Artifact, text: str = "", *, seed: int | None = None,
             raise ValueError("no neuron follows any feature of this text")
         finding = found[0]
     return picture(art, acts, finding)
-
-
-_loaded: dict[Path, tuple[tuple[int, int], Artifact]] = {}
-_load_lock = threading.Lock()
-
-
-def active_artifact(style: str, shipped: Path | None = None) -> Artifact:
-    """The artifact ``style`` serves now (registry marker or shipped), cached until its
-    model.json changes. Raises ``ArtifactError`` (a one-line message) if there is none."""
-    path = active_path(style, shipped)
-    try:
-        st = (path / artifacts.META_FILE).stat()
-        stamp = (st.st_ino, st.st_mtime_ns)  # a republished artifact is a new file
-    except OSError:
-        stamp = (-1, -1)  # let load() name the problem
-    with _load_lock:
-        hit = _loaded.get(path)
-        if hit is None or hit[0] != stamp:
-            hit = _loaded[path] = (stamp, artifacts.load(path))
-        return hit[1]
 
 
 def style_picture(style: str, text: str = "", seed: int | None = None,

@@ -8,12 +8,21 @@ answer changes; without a marker, or when it names a missing folder, the shipped
 is served. A marker that cannot be read (not UTF-8, a folder) raises ``MarkerError``;
 ``candidates`` lists every version to fall back to, newest first.
 
+``load`` and ``active_artifact`` are the one cache of loaded artifacts: the engine's
+loops and the neuron pictures share it, so a process holds a served model once, and
+``stamp`` is the one rule for "this folder changed since it was loaded".
+
     python -c "from genmodels.registry import active_path; print(active_path('austen'))"
 """
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: loading artifacts needs NumPy, imported when used
+    from genmodels.artifact import Artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models"
@@ -85,3 +94,47 @@ def activate(style: str, version: str, root: Path | None = None) -> Path:
     tmp.write_text(version + "\n", encoding="utf-8")
     os.replace(tmp, root / style / MARKER)
     return folder
+
+
+def stamp(path: Path) -> tuple:
+    """What identifies an artifact folder's contents without reading them: the path and
+    model.json's inode, mtime and size (a republished artifact is a new file). Without
+    model.json: (path, None, None, None); other OSErrors (EMFILE) propagate."""
+    try:
+        st = (path / META).stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return (str(path), None, None, None)
+    return (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+# style -> (stamp, artifact) of its latest load: one per style, so a version that is
+# no longer served is freed once its last user lets go of it.
+_loaded: dict[str, tuple[tuple, Artifact]] = {}
+_loaded_lock = threading.Lock()
+
+
+def load(path: Path) -> Artifact:
+    """``artifact.load(path)``, shared while the folder's ``stamp`` is unchanged.
+
+    Raises ``ArtifactError`` (a one-line message) for a missing or corrupt artifact.
+    """
+    from genmodels import artifact  # NumPy only when loading: importing this stays light
+
+    try:
+        now = stamp(path)
+    except OSError:  # unreadable just now (EMFILE): uncached; load names the problem
+        return artifact.load(path)
+    with _loaded_lock:
+        hit = next((art for seen, art in _loaded.values() if seen == now), None)
+    if hit is not None and now[1] is not None:
+        return hit
+    art = artifact.load(path)  # outside the lock: styles load in parallel
+    with _loaded_lock:
+        _loaded[art.style] = (now, art)
+    return art
+
+
+def active_artifact(style: str, shipped: Path | None = None) -> Artifact:
+    """The artifact ``style`` serves now (registry marker or shipped), cached until its
+    folder changes (``load``). Raises ``ArtifactError`` if there is none."""
+    return load(active_path(style, shipped))

@@ -40,8 +40,9 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from genmodels.cli import OneLineParser, fail
+from genmodels.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable
 from genmodels.engine import Engine
-from genmodels.generation import Busy, GenerationError, ModelUnavailable, inference_settings
+from genmodels.generation import inference_settings
 from genmodels.logfilters import RepeatFilter
 from genmodels.metrics import registry_for
 from genmodels.openapi import SPEC
@@ -50,7 +51,6 @@ from genmodels.service_request import MAX_BODY, RequestError, check_params, pars
 from genmodels.styles import ConfigError, StyleBook, load_styles
 
 log = logging.getLogger("genmodels.service")
-SECRET_HEADER = "X-Inference-Secret"
 LOG_REPEAT_S = 60.0  # the same log line at most once a minute
 ENGINE, BOOK = web.AppKey("engine", Engine), web.AppKey("book", StyleBook)
 LIMITS = web.AppKey("limits", Limits)

@@ -42,9 +42,15 @@ from storage.models import (
 from storage.records import check_float
 from storage.stats import version_stats
 from storage.upsert import rows_affected
-from storage.versions import active_model_version, list_model_versions, promote_model_version
+from storage.versions import (
+    active_model_version,
+    get_model_version,
+    list_model_versions,
+    promote_model_version,
+)
 
 LEASE_SECONDS = 60.0  # a running run whose heartbeat is older than this is failed
+UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 WORK_DIR = re.compile(r"^\.work-(\d+)$")  # a run's scratch folder: STYLE/.work-RUN_ID
 
 
@@ -65,14 +71,36 @@ def servable(row: ModelVersion) -> bool:
     return True
 
 
+def mark_active(row: ModelVersion, root: Path | None = None) -> Path:
+    """Point the style's ACTIVE marker at ``row``'s folder (``registry.activate``: the
+    version is loaded first, a corrupt one refused). ``root``: the registry, else the
+    one the folder is in (``root/STYLE/VERSION``)."""
+    folder = Path(row.artifact_path)
+    return registry.activate(row.style, folder.name,
+                             root=folder.parent.parent if root is None else root)
+
+
+def promote(session: Session, version: str, root: Path | None = None) -> ModelVersion:
+    """Serve ``version``: its row becomes the style's active one (the previous one is
+    retired), then the ACTIVE marker that serving reads points at its folder.
+
+    The one place a version is promoted (a retrain's winner, the served model
+    registered, a rollback). The marker is written after the row change is flushed,
+    inside the caller's transaction: if it cannot be written, nothing changes.
+    """
+    promote_model_version(session, version)
+    row = get_model_version(session, version)
+    mark_active(row, root)
+    return row
+
+
 def rollback(session: Session, style: str, root: Path | None = None) -> tuple[str, str]:
     """Re-activate the version before the active one; (from_version, to_version).
 
     "Before" is by creation time among versions that were once active and are still on
     disk and load (a corrupt one is skipped), so repeated rollbacks walk back through
     history instead of flipping between two versions. The DB row and the ACTIVE marker
-    change together: the marker is written after the DB change is flushed, inside the
-    caller's transaction.
+    change together (``promote``).
     """
     current = active_model_version(session, style)
     if current is None:
@@ -84,9 +112,7 @@ def rollback(session: Session, style: str, root: Path | None = None) -> tuple[st
     target = next((row for row in earlier if servable(row)), None)
     if target is None:
         raise NotFound(f"{style} has no earlier version on disk to roll back to")
-    promote_model_version(session, target.version)
-    registry.activate(style, Path(target.artifact_path).name,
-                      root=Path(target.artifact_path).parent.parent if root is None else root)
+    promote(session, target.version, root)
     return current.version, target.version
 
 
@@ -141,8 +167,8 @@ def queue_retrain(session: Session, style: str, *, by_user_id: int | None = None
     fail_stale(session)  # a run whose scheduler died must not block this one
     pending = session.execute(select(TrainingRun).where(
         TrainingRun.style == style,
-        TrainingRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
-        .order_by(TrainingRun.id).limit(1)).scalar_one_or_none()
+        TrainingRun.status.in_(UNFINISHED)).order_by(TrainingRun.id).limit(1)
+    ).scalar_one_or_none()
     if pending is not None:
         return pending, False
     run = TrainingRun(style=style, trigger=RunTrigger.ADMIN.value,
@@ -180,6 +206,13 @@ def finished_runs(session: Session, after_id: int = 0, limit: int = 20) -> list[
         TrainingRun.id > after_id,
         TrainingRun.status.in_([RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]))
         .order_by(TrainingRun.id).limit(limit)).scalars())
+
+
+def oldest_unfinished_run(session: Session) -> int | None:
+    """The id of the oldest queued or running run (None: every run has finished); the
+    runs below it have all finished (``finished_runs`` pages from there)."""
+    return session.execute(select(func.min(TrainingRun.id)).where(
+        TrainingRun.status.in_(UNFINISHED))).scalar()
 
 
 def beat(session: Session, run_id: int) -> bool:

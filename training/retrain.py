@@ -50,7 +50,6 @@ from storage.models import RunStatus
 from storage.versions import (
     active_model_version,
     finish_training_run,
-    promote_model_version,
     register_model_version,
     retire_model_version,
     start_training_run,
@@ -221,8 +220,7 @@ class Retrainer:
         with self.sessions.begin() as s:
             row = active_model_version(s, style)
             if row is not None and registry_ops.on_disk(row):
-                registry.activate(style, Path(row.artifact_path).name,
-                                  root=Path(row.artifact_path).parent.parent)
+                registry_ops.mark_active(row)  # the marker follows the database
                 art = artifacts.load(row.artifact_path)
                 return Active(row.version, Path(row.artifact_path), art.corpus.get("sha256"))
         served = registry.active_path(style, shipped=self.book.get(style).model_dir.parent,
@@ -240,8 +238,7 @@ class Retrainer:
             register_model_version(s, style=style, version=art.version,
                                    artifact_path=str(path), val_loss=_val(art),
                                    parent_version=art.parent_version)
-            promote_model_version(s, art.version)
-            registry.activate(style, art.version, root=self.registry_root)
+            registry_ops.promote(s, art.version, self.registry_root)
         log.info("%s: registered the served model %s as active", style, art.version)
         return Active(art.version, path, art.corpus.get("sha256"))
 
@@ -324,10 +321,8 @@ class Retrainer:
             register_model_version(s, style=style, version=candidate.version,
                                    artifact_path=str(path), val_loss=_val(candidate),
                                    parent_version=active.version)
-            if promote:
-                promote_model_version(s, candidate.version)
-                # Inside the transaction: if the marker cannot be written, nothing changes.
-                registry.activate(style, candidate.version, root=self.registry_root)
+            if promote:  # inside the transaction: without the marker nothing changes
+                registry_ops.promote(s, candidate.version, self.registry_root)
             else:
                 retire_model_version(s, candidate.version)
 

@@ -6,7 +6,9 @@
 The person at the terminal is user "local" in chat "local" (an admin by default, see
 ``[admins]`` in config.toml). Replies are printed as they are; a reply with a picture
 saves it under var/console/ and prints the path; an admin notice (a training run
-finished) is printed as "[admin] ...". End with Ctrl-D (or end of input).
+finished) is printed as "[admin] ...". A terminal has no buttons, so this adapter adds
+the command ``/rate up|down``, which rates the last text. End with Ctrl-D (or end of
+input).
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import sys
 import threading
 from pathlib import Path
 
-from bot.core import Core, Reply, Request
+from bot.commands import Command
+from bot.core import Core
+from bot.messages import Context, Reply, Request, UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 PICTURES = ROOT / "var" / "console"
@@ -41,6 +45,35 @@ def render(reply: Reply, picture_dir: Path = PICTURES) -> str:
     if reply.rate_generation is not None:
         parts.append("(rate it: /rate up or /rate down)")
     return "\n".join(parts)
+
+
+class LastText:
+    """The console's /rate: the last rated-able text per chat and user, rated on demand."""
+
+    VALUES = {"up": 1, "+": 1, "+1": 1, "down": -1, "-": -1, "-1": -1}
+
+    def __init__(self, core: Core):
+        self.core = core
+        self.last: dict[tuple[str, str], int] = {}  # (chat, user) -> generation id
+
+    def command(self) -> Command:
+        return Command("rate", "Rate the last text: /rate up or /rate down", self.rate,
+                       platforms=("console",))
+
+    def saw(self, request: Request, reply: Reply) -> None:
+        if reply.rate_generation is not None:
+            self.last[(request.chat_id, request.user_id)] = reply.rate_generation
+
+    async def rate(self, ctx: Context) -> Reply:
+        """/rate up|down rates the last text in this chat."""
+        value = self.VALUES.get(ctx.args.strip().lower())
+        if value is None:
+            raise UserError("Usage: /rate up or /rate down.")
+        req = ctx.request
+        generation_id = self.last.get((req.chat_id, req.user_id))
+        if generation_id is None:
+            raise UserError("Nothing to rate yet: ask for a text first.")
+        return Reply(await self.core.rate(req, f"rate:{generation_id}:{value:+d}"))
 
 
 def _reader(stdin, loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
@@ -71,6 +104,8 @@ async def serve(core: Core, token: str = "", stop: asyncio.Event | None = None,
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     interactive = stdin.isatty()
     name = _user_name()
+    ratings = LastText(core)
+    core.add_command(ratings.command())
     help_reply = await core.handle(Request("console", CHAT, USER, name, "terminal", "/help"))
     print(render(help_reply) + "\nCtrl-D quits.", file=stdout, flush=True)
     lines = _reader(stdin, asyncio.get_running_loop())
@@ -81,13 +116,13 @@ async def serve(core: Core, token: str = "", stop: asyncio.Event | None = None,
 
     core.add_notifier(notify)
     try:
-        await _chat(core, lines, stop, stdout, interactive, name)
+        await _chat(core, ratings, lines, stop, stdout, interactive, name)
     finally:
         core.remove_notifier(notify)
 
 
-async def _chat(core: Core, lines: asyncio.Queue, stop: asyncio.Event, stdout,
-                interactive: bool, name: str) -> None:
+async def _chat(core: Core, ratings: LastText, lines: asyncio.Queue, stop: asyncio.Event,
+                stdout, interactive: bool, name: str) -> None:
     while not stop.is_set():
         if interactive:
             print("> ", end="", file=stdout, flush=True)
@@ -96,8 +131,9 @@ async def _chat(core: Core, lines: asyncio.Queue, stop: asyncio.Event, stdout,
             return
         if not line.strip():
             continue
-        reply = await core.handle(Request("console", CHAT, USER, name, "terminal",
-                                          line.rstrip("\n")))
+        request = Request("console", CHAT, USER, name, "terminal", line.rstrip("\n"))
+        reply = await core.handle(request)
+        ratings.saw(request, reply)
         if not reply.silent:
             print(render(reply), file=stdout, flush=True)
 

@@ -35,12 +35,11 @@ import discord
 from discord import app_commands
 
 import settings
-from bot.core import RATE_PREFIX, Core, Reply, Request, rating_buttons, split_message
+from bot.core import RATE_PREFIX, SORRY, Core, Reply, Request, rating_buttons, split_message
 from settings import ConfigError
 
 log = logging.getLogger(__name__)
 LIMIT = 2000  # Discord's message length limit
-SORRY = "Sorry, something went wrong. Please try again in a moment."
 NO_MENTIONS = discord.AllowedMentions.none()
 _NAME_RE = re.compile(r"^[-_a-z0-9]{1,32}$")  # what Discord accepts as a command name
 _PREFIXED_RE = re.compile(r"^/\w+(@\w+)?(\s|$)")  # "/austen It is", "/austen@bot"

@@ -10,7 +10,8 @@ import asyncio
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from bot.core import Request
+from bot.adapters.console import LastText
+from bot.core import Reply, Request
 from storage.database import Database
 from storage.log import get_or_create_chat
 from storage.models import Rating, Request as RequestRow, Setting, SettingChange, TrainingRun
@@ -45,7 +46,6 @@ def test_generation_carries_a_rating_and_everything_is_logged(chat):
             "Thanks for the \N{THUMBS UP SIGN}!"
         assert (await core.rate(req(""), f"rate:{reply.rate_generation}:-1")).startswith(
             "Changed to")
-        assert core._last == {}  # only the console's /rate reads it: no per-user growth
     chat.run(scenario)
     rows = chat.rows(RequestRow)
     assert len(rows) == 5
@@ -292,8 +292,14 @@ def test_a_rating_from_before_a_restart_still_counts(chat):
 def test_console_rate_rates_the_last_text(chat):
     async def scenario():
         core = chat.core()
-        console = lambda text: core.handle(  # noqa: E731
-            Request("console", "local", "local", text=text))
+        ratings = LastText(core)  # what the console adapter adds to the core
+        core.add_command(ratings.command())
+
+        async def console(text: str) -> Reply:
+            request = Request("console", "local", "local", text=text)
+            reply = await core.handle(request)
+            ratings.saw(request, reply)
+            return reply
         assert (await console("/rate up")).text == "Nothing to rate yet: ask for a text first."
         await console("/tiny the")
         assert (await console("/rate up")).text.startswith("Thanks")
@@ -303,6 +309,9 @@ def test_console_rate_rates_the_last_text(chat):
         assert ("rate", "Rate the last text: /rate up or /rate down") not in menu
         assert ("tiny", "A tiny test style") in menu
         assert ("fable", "A fox fable [fox|owl]") in menu
+        assert list(core.registry).index("rate") < list(core.registry).index("models")
+        telegram = await core.handle(req("/rate up"))
+        assert telegram.text.startswith("Sorry, I do not know /rate.")
     chat.run(scenario)
     (rating,) = chat.rows(Rating)
     assert rating.value == -1
@@ -358,7 +367,7 @@ class Raising:
 
 
 def test_client_failures_get_a_short_reply_and_are_logged(chat):
-    from genmodels.generation import Busy
+    from genmodels.client import Busy
 
     async def scenario():
         core = chat.core()

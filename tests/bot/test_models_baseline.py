@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from bot import commands
+from bot import storage_work
 from bot.core import Request
 from storage.versions import promote_model_version, register_model_version
 from training import corpus as corpora, ngram
@@ -60,13 +60,13 @@ def test_each_version_shows_the_baseline_and_its_margin(chat, tmp_path, monkeypa
 
     monkeypatch.setattr(ngram, "KneserNey", no_model)
     threads = []
-    real = commands.best_cached
+    real = storage_work.best_cached
 
     def spy(style, book):
         threads.append(threading.get_ident())
         return real(style, book)
 
-    monkeypatch.setattr(commands, "best_cached", spy)
+    monkeypatch.setattr(storage_work, "best_cached", spy)
     registry = tmp_path / "registry"
     for seed, version in enumerate(("tiny-v1", "tiny-v2")):
         chat.setup.save_artifact("tiny", seed=seed).save(registry / "tiny" / version)

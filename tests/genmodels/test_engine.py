@@ -11,8 +11,8 @@ import pytest
 from engine_testing import install_gate, wait_for
 
 from genmodels.batch_sampling import RowParams, choose_batch
+from genmodels.client import Busy, GenerationError, ModelUnavailable
 from genmodels.engine import Engine, EngineClient
-from genmodels.generation import Busy, GenerationError, ModelUnavailable
 from genmodels.registry import activate
 from genmodels.sampler import Sampler, SamplingParams, choose
 
@@ -304,7 +304,7 @@ def test_the_chat_side_never_imports_tensorflow(bot, env_for, artifact_factory):
     activate("tiny", "v1", root=root)
     code = (
         "import asyncio, json, sys\n"
-        "from genmodels.generation import make_client\n"
+        "from bot.wiring import make_client\n"
         "from genmodels.sampler import SamplingParams\n"
         "import genmodels.service, genmodels.http_client, genmodels.tf_backend\n"
         "from genmodels.tf_backend import gpu_visible\n"

@@ -6,8 +6,9 @@ import json
 import pytest
 from engine_testing import Server, install_gate
 
+from bot.wiring import make_client
+from genmodels.client import Busy, GenerationError, ModelUnavailable
 from genmodels.engine import Engine
-from genmodels.generation import Busy, GenerationError, ModelUnavailable, make_client
 from genmodels.http_client import HttpClient
 from genmodels.sampler import Sampler, SamplingParams
 

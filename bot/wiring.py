@@ -1,0 +1,28 @@
+"""Where the bot is put together: the generation client that config.toml asks for.
+
+The in-process batching engine (``genmodels.engine.EngineClient``) by default, or the
+HTTP inference service (``genmodels.http_client.HttpClient``) when ``[inference] url``
+is set. ``Core.from_config`` calls it; both clients implement
+``genmodels.client.GenerationClient``, which knows neither.
+
+    python -c "from bot.wiring import make_client; print(type(make_client()).__name__)"
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from genmodels.client import GenerationClient
+from genmodels.generation import inference_settings
+
+
+def make_client(config: str | Path | None = None) -> GenerationClient:
+    """The client config.toml (``$BOT_CONFIG``) asks for; ``ValueError`` for a bad
+    ``[inference]`` table."""
+    cfg = inference_settings(config)
+    if cfg["url"]:
+        from genmodels.http_client import HttpClient  # only the chosen client is loaded
+        return HttpClient(cfg["url"], timeout_s=float(cfg["timeout_s"]),
+                          retries=cfg["retries"], secret=os.environ.get("INFERENCE_SECRET"))
+    from genmodels.engine import Engine, EngineClient
+    return EngineClient(Engine.from_settings(cfg))
