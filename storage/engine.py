@@ -26,11 +26,10 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 import settings
-from settings import ConfigError, schema
+from settings import ConfigError
 from storage.errors import StorageConfigError
 
 ROOT = settings.ROOT  # the repository (storage's CLI finds alembic.ini there)
-DEFAULT_URL = schema.Database().url
 BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 5
 
