@@ -188,9 +188,9 @@ class Core:
         if request.user_id in self.settings.admin_ids(request.platform):
             return True
         # Role ids, never names (anyone can name a role "admins" in a server of their
-        # own), and only in the servers config.toml lists.
-        return (request.platform == "discord"
-                and request.guild_id in self.settings.admin_guilds
+        # own), and only in the servers config.toml lists. Only an adapter whose platform
+        # has servers and roles fills them in (Discord's); the rest leave them empty.
+        return (bool(request.guild_id) and request.guild_id in self.settings.admin_guilds
                 and bool(set(request.roles) & self.settings.admin_roles))
 
     # ----------------------------------------------------------------- dispatch

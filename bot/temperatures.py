@@ -47,7 +47,7 @@ class Snapshot:
 
     def choose(self, request, style, rng, bandit: BanditConfig | None
                ) -> tuple[float, str]:
-        """What ``bot.core._choose_temperature`` would: chat > style > global > learned."""
+        """The temperature ``Core.temperature`` uses: chat > style > global > learned."""
         chat = clean_text(request.chat_id or "?", MAX_ID_CHARS)  # as storage keys chats
         for key in (("chat", request.platform, chat), ("style", style.name), ("global",)):
             if key in self.fixed:

@@ -141,6 +141,18 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+def test_interfaces_know_no_implementation():
+    """The client interface is a leaf of the serving code, and the command handlers reach
+    the core only through its public API (``commands.CoreAPI``), never by import."""
+    graph = import_graph()
+    serving = {"genmodels.engine", "genmodels.http_client", "genmodels.service",
+               "genmodels.generation", "bot.wiring"}
+    assert not graph["genmodels.client"] & serving, graph["genmodels.client"]
+    assert not {m for m in graph["genmodels.client"] if m.startswith("bot")}
+    for module in ("bot.commands", "bot.storage_work", "bot.identity", "bot.messages"):
+        assert "bot.core" not in graph[module], module
+
+
 def test_no_module_over_400_lines():
     long = {name: n for name, path in module_files().items()
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}

@@ -71,7 +71,7 @@ TYPING_EVERY_S = 4.0  # Telegram shows "typing" for about 5 s per action
 CONCURRENT_UPDATES = 256  # PTB handles updates one at a time unless told otherwise
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")  # Telegram's rule for menu commands
 SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # Telegram's rule for secret_token
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # Telegram sends the secret here
 UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
@@ -257,7 +257,7 @@ async def _start_webhook(app: Application, settings):
     expected = (secret or "").encode()
 
     async def receive(request: web.Request) -> web.Response:
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        given = request.headers.get(WEBHOOK_SECRET_HEADER, "").encode()
         if secret and not hmac.compare_digest(given, expected):  # no timing hints
             return web.Response(status=403)
         try:
