@@ -13,7 +13,7 @@ from engine_testing import install_gate, wait_for
 from genmodels.batch_sampling import RowParams, choose_batch
 from genmodels.client import Busy, GenerationError, ModelUnavailable
 from genmodels.engine import Engine, EngineClient
-from genmodels.registry import activate
+from genmodels.registry import activate, active_artifact
 from genmodels.sampler import Sampler, SamplingParams, choose
 
 TEXT = "the cat sat.\nthe dog ran.\n\na red hat, a hot sun!\n"
@@ -231,6 +231,26 @@ def test_the_loop_polls_the_registry_marker(artifact_factory, tmp_path, monkeypa
         p = SamplingParams(seed=3, max_chars=20)
         assert engine.submit("tiny", "a", p).result(30).generation == \
             Sampler(arts[1]).generate("a", p)
+    finally:
+        engine.stop()
+
+
+def test_the_engine_and_active_artifact_share_one_loaded_model(artifact_factory, tmp_path,
+                                                               monkeypatch):
+    """registry.load is the one cache: the served model is held once per process, and a
+    new active version replaces the old one in it."""
+    root = tmp_path / "registry"
+    monkeypatch.setenv("MODEL_REGISTRY", str(root))
+    for i, seed in enumerate((1, 2)):
+        artifact_factory(text=TEXT, seed=seed, style="tiny").save(root / "tiny" / f"v{i}")
+    activate("tiny", "v0")
+    engine = Engine(poll_s=0.05, backend="numpy").start()
+    try:
+        loop = engine.loop("tiny")
+        assert active_artifact("tiny") is loop._batches[-1].art
+        activate("tiny", "v1")
+        wait_for(lambda: loop.stats.reloads == 1, "the poll to pick up v1")
+        assert active_artifact("tiny") is loop._batches[-1].art
     finally:
         engine.stop()
 
