@@ -116,10 +116,11 @@ def _style(name: str, table: schema.Style, config: settings.Config, base: Path,
     if not 1 <= table.default_chars <= table.max_chars:
         raise ConfigError(f"{where}.default_chars: must be between 1 and max_chars "
                           f"({table.max_chars})")
-    temperature = (config.sampling.temperature if table.temperature is settings.UNSET
-                   else table.temperature)
+    own = table.temperature  # unset: [sampling]'s, and an error names that key
+    temperature = config.sampling.temperature if own is settings.UNSET else own
     if not (temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE):
-        raise ConfigError(f"{where}.temperature: must be 0 (greedy) or a number in "
+        key = "sampling.temperature" if own is settings.UNSET else f"{where}.temperature"
+        raise ConfigError(f"{key}: must be 0 (greedy) or a number in "
                           f"[{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}]")
     model = given(config.model) | given(table.model)
     _dataclass_from(ModelConfig, {"vocab_size": 1} | model, f"{where}.model")

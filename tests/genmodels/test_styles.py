@@ -104,6 +104,8 @@ BAD_CONFIGS = {
     "temperature tiny": (MINIMAL + "temperature = 1e-300\n", "styles.one.temperature:", "0 (greedy)"),
     "temperature negative": (MINIMAL + "temperature = -1\n", "styles.one.temperature:", ""),
     "temperature a string": (MINIMAL + 'temperature = "hot"\n', "styles.one.temperature:", ""),
+    "inherited temperature too high": ("[sampling]\ntemperature = 9\n" + MINIMAL,
+                                       "sampling.temperature:", "[0.05, 5]"),
     "bad stop rule": (MINIMAL + 'stop = "sometimes"\n', "styles.one.stop:", "end_of_line"),
     "default above max": (MINIMAL.replace("default_chars = 10", "default_chars = 30"),
                           "styles.one.default_chars:", "20"),
