@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import logging
 import os
 import signal
 import sys
 
 from bot.logsafe import protect_logs
 from genmodels.styles import ConfigError
+from settings.logs import setup_logging
 from storage.errors import StorageError
 
 ADAPTERS = {"telegram": "TELEGRAM_TOKEN", "discord": "DISCORD_TOKEN", "console": None}
@@ -108,8 +108,12 @@ async def _serve(module, core, token: str, stop: asyncio.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:  # $LOG_FORMAT=json: one JSON object a line (settings/logs.py)
+        setup_logging(os.environ.get("LOG_LEVEL", "WARNING"),
+                      "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    except ValueError as exc:  # an unknown LOG_FORMAT or LOG_LEVEL
+        print(f"bot: {exc}", file=sys.stderr)
+        return 2
     protect_logs(os.environ)  # bot tokens are in the request URLs libraries log
     try:
         names = choose(sys.argv[1:] if argv is None else argv, dict(os.environ))

@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from genmodels.cli import OneLineParser, fail
     from genmodels.styles import ConfigError
+    from settings.logs import setup_logging
     from storage.errors import StorageError
 
     p = OneLineParser(prog="python -m training.scheduler", description=__doc__.split("\n")[0])
@@ -223,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.minutes is not None and (args.run_now is None or not args.minutes > 0):
         return fail("--minutes needs --run-now and a positive number")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:  # $LOG_FORMAT=json: one JSON object a line
+        setup_logging(logging.INFO, "%(asctime)s %(name)s: %(message)s")
+    except ValueError as exc:
+        return fail(str(exc))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         sched = StyleScheduler()
