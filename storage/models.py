@@ -324,3 +324,17 @@ class TrainingRun(Base):
     # Refreshed every few seconds by the scheduler running the run: a running run whose
     # heartbeat is too old lost its scheduler (training/registry_ops.py: fail_stale).
     heartbeat_at: Mapped[dt.datetime | None]
+
+
+class LeaderLease(Base):
+    """Who leads a role (the scheduler) on SQLite, until ``expires_at``.
+
+    PostgreSQL needs no row: a session-level advisory lock does the job there and the
+    server frees it when its holder dies (storage/leadership.py).
+    """
+
+    __tablename__ = "leader_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[dt.datetime]

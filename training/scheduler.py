@@ -16,9 +16,17 @@ scheduler exits within seconds. At start, runs whose lease expired (their schedu
 died) are failed and scratch folders of runs not running are removed; a run another
 live scheduler keeps beating is left alone.
 
-Run the scheduler in one process only (this one, or the bot's ``StyleScheduler(
-asyncio=True)`` in the single-process setup): two schedulers on one job store would
-both run every job.
+Any number of scheduler processes may run on one database: exactly one leads
+(storage/leadership.py: a PostgreSQL advisory lock, or a lease row on SQLite) and runs
+the jobs; the others start no APScheduler at all and ask every few seconds, taking over
+within ``leadership.EVERY_S`` (PostgreSQL) or the lease (SQLite, ``LEASE_S``) once the
+leader dies. A leader that loses the lead (its database connection dropped) stops its
+training, whose run fails as "stopped", and waits to lead again with a fresh
+scheduler. A run's own lease (its heartbeat) is separate: a new leader fails only runs
+whose heartbeat expired, never a run because it started. ``--list`` and ``--run-now``
+need no lead (the first only reads, the second is a manual run). An in-process
+``StyleScheduler`` (``asyncio=True``) does not take part: run it only where no
+scheduler process runs.
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from storage import bandit
 from storage.engine import database_url, describe, make_engine, session_factory
+from storage.leadership import Leadership
 from training import registry_ops
 from training.retrain import Retrainer
 from training.schedule_config import load_schedule
@@ -95,6 +104,7 @@ class StyleScheduler:
                  asyncio: bool = False, root: Path | None = None,
                  env: dict[str, str] | None = None):
         self.url = url or database_url()
+        self._args = (config, asyncio, root, dict(env or {}))  # for again()
         self.book, self.schedule = load_schedule(config)
         self.engine = make_engine(self.url)
         self.retrainer = Retrainer(session_factory(self.engine), self.book, self.schedule,
@@ -161,6 +171,13 @@ class StyleScheduler:
         self.scheduler.add_job(func, trigger, args=args, id=job_id, name=name,
                                replace_existing=True, **options)
 
+    def again(self) -> StyleScheduler:
+        """A new scheduler like this one (after ``shutdown``, which cannot be undone)."""
+        config, asyncio, root, env = self._args
+        fresh = StyleScheduler(self.url, config, asyncio=asyncio, root=root, env=env)
+        fresh.retrainer.python = self.retrainer.python
+        return fresh
+
     def jobs(self):
         return sorted(self.scheduler.get_jobs(), key=lambda j: j.id)
 
@@ -197,16 +214,44 @@ def _run_now(sched: StyleScheduler, style: str, minutes: float | None) -> int:
     return 1 if result.outcome == "failed" else 0
 
 
-def _serve(sched: StyleScheduler) -> None:
+def _serve(sched: StyleScheduler, leader: Leadership | None = None) -> None:
+    """Until SIGINT/SIGTERM: lead (run the jobs) when this process can, else wait."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    leader = leader or Leadership(sched.url, "scheduler")
+    try:
+        while not stop.is_set():
+            if not leader.keep():
+                if not stop.is_set():
+                    log.info("another scheduler leads on %s; waiting to take over",
+                             describe(sched.url))
+                while not stop.wait(leader.every_s) and not leader.keep():
+                    pass  # a follower runs nothing: no APScheduler, no jobs
+                if stop.is_set():
+                    break
+            sched = _lead(sched, leader, stop)
+    finally:
+        log.info("stopping: ending a running training, if any")
+        sched.retrainer.stop()  # its job then ends at once, so shutdown's wait is short
+        sched.shutdown()
+        leader.close()
+
+
+def _lead(sched: StyleScheduler, leader: Leadership, stop: threading.Event
+          ) -> StyleScheduler:
+    """Run the jobs while this process leads; the scheduler to use next (a fresh one if
+    the lead was lost, as a shut-down APScheduler cannot start again)."""
     sched.start()
-    log.info("scheduler running on %s with %d jobs", describe(sched.url), len(sched.jobs()))
-    stop.wait()
-    log.info("stopping: ending a running training, if any")
-    sched.retrainer.stop()  # its job then ends at once, so shutdown's wait is short
-    sched.shutdown()
+    log.info("leading: scheduler running on %s with %d jobs", describe(sched.url),
+             len(sched.jobs()))
+    while not stop.wait(leader.every_s):
+        if not (leader.keep() and leader.still_leading()):
+            log.warning("no longer the leader: stopping the jobs and any training")
+            sched.retrainer.stop()
+            sched.shutdown()
+            return sched.again()
+    return sched
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,194 @@
+"""Scheduler leadership on the real databases: SQLite and the local PostgreSQL.
+
+Two ``Leadership`` claims on one database: one leads, the other does not; the other
+takes over when the leader steps down or its process is killed (``kill -9``). Then two
+real scheduler processes (``training.scheduler._serve``): only the leader starts the
+queued training; killing it hands the lead to the other, which starts the next one and
+leaves the dead leader's run alone (its own heartbeat lease decides, not a new leader).
+Waits poll with generous limits; nothing asserts how fast.
+
+    .venv/bin/python -m pytest tests/training/test_leadership.py -q
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_scheduler import pg_schema_url
+
+from storage.__main__ import upgrade
+from storage.engine import make_engine, session_factory
+from storage.leadership import Leadership
+from storage.models import TrainingRun
+from training.registry_ops import queue_retrain
+
+HOLDER = """\
+import sys, time
+from storage.leadership import Leadership
+leader = Leadership(sys.argv[1], "scheduler", lease_s=2.0, every_s=0.2)
+while not leader.keep():
+    time.sleep(0.1)
+print("leading", flush=True)
+time.sleep(300)
+"""
+DRIVER = """\
+import logging, sys
+from pathlib import Path
+from storage.leadership import Leadership
+from training import scheduler
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+url, config, root, fake_python = sys.argv[1:5]
+sched = scheduler.StyleScheduler(url, Path(config), root=Path(root))
+sched.retrainer.python = fake_python  # the training child: a sleeping stand-in
+scheduler._serve(sched, Leadership(url, "scheduler", lease_s=2.0, every_s=0.2))
+"""
+FAKE_PYTHON = """\
+#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = --out ] && mkdir -p "$2"; shift; done  # as training does
+echo $PPID >> "$CHILD_PARENTS"
+exec sleep 300
+"""
+SCHEDULE = "\n[schedule]\npoll_seconds = 1\nheartbeat_seconds = 0.5\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lead.db'}"
+        upgrade(url)
+        yield url
+        return
+    url, drop = pg_schema_url()
+    upgrade(url)
+    yield url
+    drop()
+
+
+def wait_until(predicate, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def claim(url: str) -> Leadership:
+    return Leadership(url, "scheduler", lease_s=2.0, every_s=0.2)
+
+
+def test_one_leads_and_the_other_takes_over_when_it_steps_down(url):
+    first, second = claim(url), claim(url)
+    try:
+        assert first.keep() and not second.keep()
+        assert first.keep() and not second.keep()  # renewing keeps it
+        assert Leadership(url, "other-role").keep()  # roles do not exclude each other
+        first.close()
+        wait_until(second.keep, "the second claim leading after the first closed")
+        assert not claim(url).keep()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_killed_leader_is_replaced(url, env_for, tmp_path):
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    holder = subprocess.Popen([sys.executable, str(script), url], env=env_for(),
+                              stdout=subprocess.PIPE, text=True)
+    waiting = claim(url)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "leading\n"
+        assert not waiting.keep()
+        holder.kill()  # kill -9: no chance to step down
+        holder.wait()
+        wait_until(waiting.keep, "the lead taken over from a killed holder")
+    finally:
+        holder.kill()
+        holder.wait()
+        waiting.close()
+
+
+class Pair:
+    """Two scheduler processes on one database, with a stand-in training child."""
+
+    def __init__(self, root: Path, url: str, make_bot, env_for):
+        self.bot = make_bot(root / "bot", edit=lambda toml: toml + SCHEDULE)
+        for style in ("tiny", "fable_owl"):
+            self.bot.save_artifact(style)
+        self.url, self.root, self.parents = url, root, root / "child.parents"
+        (root / "driver.py").write_text(DRIVER)
+        fake = root / "fake-python"
+        fake.write_text(FAKE_PYTHON)
+        fake.chmod(0o755)
+        self.cmd = [sys.executable, str(root / "driver.py"), url, str(self.bot.config),
+                    str(root / "registry"), str(fake)]
+        self.env = env_for(self.bot.config, CHILD_PARENTS=str(self.parents))
+        self.engine = make_engine(url)
+        self.sessions = session_factory(self.engine)
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str) -> subprocess.Popen:
+        with open(self.root / f"{name}.log", "w") as out:
+            proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=out)
+        self.procs.append(proc)
+        return proc
+
+    def log(self, proc: subprocess.Popen) -> str:
+        name = "a" if proc is self.procs[0] else "b"
+        return (self.root / f"{name}.log").read_text()
+
+    def child_parents(self) -> list[int]:
+        return ([int(x) for x in self.parents.read_text().split()]
+                if self.parents.exists() else [])
+
+    def queue(self, style: str) -> int:
+        with self.sessions.begin() as s:
+            return queue_retrain(s, style)[0].id
+
+    def status(self, run_id: int) -> str:
+        with self.sessions.begin() as s:
+            return s.get(TrainingRun, run_id).status
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def pair(tmp_path, url, make_bot, env_for):
+    p = Pair(tmp_path, url, make_bot, env_for)
+    yield p
+    p.close()
+
+
+def test_only_the_leader_trains_and_the_follower_takes_over(pair):
+    a = pair.start("a")
+    wait_until(lambda: "leading:" in pair.log(a), "the first scheduler leading")
+    b = pair.start("b")
+    wait_until(lambda: "another scheduler leads" in pair.log(b), "the second waiting")
+    first = pair.queue("tiny")
+    assert wait_until(pair.child_parents, "the leader starting a training") == [a.pid]
+    time.sleep(1.5)  # several polls of both: the follower claims nothing
+    assert pair.child_parents() == [a.pid] and "leading:" not in pair.log(b)
+
+    a.kill()  # kill -9 the leader: its training child dies with it
+    a.wait()
+    wait_until(lambda: "leading:" in pair.log(b), "the follower taking over")
+    second = pair.queue("fable_owl")
+    wait_until(lambda: pair.child_parents() == [a.pid, b.pid], "the new leader training")
+    assert pair.status(second) == "running"
+    # The dead leader's run keeps its heartbeat lease (60 s) and is not failed because
+    # another scheduler took over; its lease, not a new leader, decides.
+    assert pair.status(first) == "running", pair.log(b)[-2000:]
