@@ -35,8 +35,8 @@ try:  # a bare machine may lack even NumPy: say so in the JSON line, not a trace
         artifact as artifacts,  # noqa: E402
         blas_threads,  # noqa: E402
     )
-    from genmodels.batch import NumpyBackend  # noqa: E402
-    from genmodels.tf_backend import _nvidia_device_present  # noqa: E402
+    from serving.batch import NumpyBackend  # noqa: E402
+    from serving.tf_backend import _nvidia_device_present  # noqa: E402
 except ImportError as _exc:  # pragma: no cover - depends on the machine
     print(json.dumps({"bench": "gpu_check", "error": f"{_exc}; run pip install -e .[train]",
                       "nvidia_smi": shutil.which("nvidia-smi") and subprocess.run(
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     for b in BATCHES}
         print(json.dumps(out))
         return out
-    from genmodels.tf_backend import TFBackend
+    from serving.tf_backend import TFBackend
 
     gpus = tf.config.list_physical_devices("GPU")
     out |= {"tensorflow": tf.__version__, "tf_built_with_cuda": tf.test.is_built_with_cuda(),

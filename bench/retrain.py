@@ -8,7 +8,7 @@ In one run, on one style (default shakespeare) and one time budget (default 5 mi
 * **seed recipe**: what the copied recipes do every night: train from scratch for the
   same budget and serve the result whatever it scores (here ``training train --scratch``,
   our trainer, so only the policy differs);
-* **swap time**: a running batching engine (``genmodels.engine``, hot reload as
+* **swap time**: a running batching engine (``serving.engine``, hot reload as
   configured in ``[inference] poll_s``) serves the style throughout; the figure is the
   time from the ACTIVE marker's replacement to the first generation by the new version.
   If the gate refused the candidate, the bench activates it itself (then restores the
@@ -89,8 +89,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--no-seed", action="store_true", help="skip the seed recipe's retrain")
     args = p.parse_args()
-    from genmodels.engine import Engine
-    from genmodels.generation import inference_settings
+    from serving.config import inference_settings
+    from serving.engine import Engine
 
     work = Path(tempfile.mkdtemp(prefix="bench-retrain-"))
     os.environ["MODEL_REGISTRY"] = str(work / "registry")  # the engine reads it too

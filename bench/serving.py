@@ -2,11 +2,11 @@
 
 Measures, in this order (TensorFlow last, so its thread pools cannot slow the rest):
 
-1. in-process: ``genmodels.engine.EngineClient`` at concurrency 1, 8, 64 and 256
+1. in-process: ``serving.engine.EngineClient`` at concurrency 1, 8, 64 and 256
    (closed loop: each of C workers sends its next request when the last one returns);
    every request is 300 characters (stop rule off) after the corpus's first 60 chars;
-2. HTTP: ``python -m genmodels.service`` started as a child holding *every* shipped
-   model (``models/*``), driven through ``genmodels.http_client.HttpClient`` at the same
+2. HTTP: ``python -m serving`` started as a child holding *every* shipped
+   model (``models/*``), driven through ``serving.http_client.HttpClient`` at the same
    concurrencies; then the child's RSS (current and peak) and whether it loaded
    TensorFlow (its /proc/PID/maps);
 3. the single-stream sampler (``Sampler.generate``, 300 characters, one stream);
@@ -44,9 +44,9 @@ import genmodels  # noqa: E402,F401  first: the BLAS thread default
 from bench.sampling import machine, warm_up  # noqa: E402
 from genmodels import artifact as artifacts  # noqa: E402
 from genmodels.blas_threads import PERIOD_S  # noqa: E402
-from genmodels.engine import Engine, EngineClient  # noqa: E402
-from genmodels.http_client import HttpClient  # noqa: E402
 from genmodels.sampler import Sampler, SamplingParams  # noqa: E402
+from serving.engine import Engine, EngineClient  # noqa: E402
+from serving.http_client import HttpClient  # noqa: E402
 
 CHARS = 300
 LEVELS = (1, 8, 64, 256)
@@ -167,7 +167,7 @@ def bench_http(style: str, prime: str, quick: bool) -> tuple[list[dict], dict]:
     # The service logs a line per request: to a file, since an unread pipe would fill up
     # and block it.
     log = tempfile.NamedTemporaryFile("w+", prefix="serving-", suffix=".log")
-    proc = subprocess.Popen([sys.executable, "-m", "genmodels.service", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
         loaded = _wait_healthy(url, proc, log)["loaded"]

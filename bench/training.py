@@ -11,7 +11,7 @@ trained characters per second) and the peak learning rate of the from-scratch re
 Reported for each:
 
 * training-step speed of our model by LSTM implementation (Keras' LSTM layer, with and
-  without XLA, against ``genmodels.fused_lstm.FusedLSTM`` with XLA, which training uses);
+  without XLA, against ``training.fused_lstm.FusedLSTM`` with XLA, which training uses);
 * target characters per second: characters whose prediction was trained on. The seed
   recipe trains one target per 60-char window (batch 128); ours trains every position
   of a 128-char window (steps x batch x seq_len), so this is the fair unit; the ratio
@@ -189,7 +189,7 @@ def layer_throughput(vocab_size: int, batch: int, steps: int = 8) -> dict:
     import keras
 
     from genmodels.config import ModelConfig
-    from genmodels.keras_model import build_model
+    from training.keras_model import build_model
 
     cfg, seq = ModelConfig(vocab_size=vocab_size), 128
     ids = np.random.default_rng(0).integers(0, vocab_size, (batch, seq + 1)).astype(np.int32)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # annotations only: the core's parts, none of them imports th
 
     from bot.settings import BotSettings
     from bot.temperatures import TemperatureCache
-    from genmodels.client import GenerationClient
+    from serving.client import GenerationClient
     from storage.bandit import BanditConfig
     from storage.database import Database
 

@@ -47,9 +47,9 @@ from bot.text import (
     split_message,
 )
 from bot.wiring import make_client
-from genmodels.client import Busy, GenerationClient, GenerationError
 from genmodels.sampler import SamplingParams
 from genmodels.styles import Style, StyleBook, load_styles
+from serving.client import Busy, GenerationClient, GenerationError
 from storage.bandit import load_config as load_bandit_config
 from storage.database import Database
 from storage.errors import NotFound, StorageError

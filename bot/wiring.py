@@ -1,9 +1,9 @@
 """Where the bot is put together: the generation client that config.toml asks for.
 
-The in-process batching engine (``genmodels.engine.EngineClient``) by default, or the
-HTTP inference service (``genmodels.http_client.HttpClient``) when ``[inference] url``
+The in-process batching engine (``serving.engine.EngineClient``) by default, or the
+HTTP inference service (``serving.http_client.HttpClient``) when ``[inference] url``
 is set. ``Core.from_config`` calls it; both clients implement
-``genmodels.client.GenerationClient``, which knows neither.
+``serving.client.GenerationClient``, which knows neither.
 
     python -c "from bot.wiring import make_client; print(type(make_client()).__name__)"
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from genmodels.client import GenerationClient
-from genmodels.generation import inference_settings
+from serving.client import GenerationClient
+from serving.config import inference_settings
 
 
 def make_client(config: str | Path | None = None) -> GenerationClient:
@@ -21,8 +21,8 @@ def make_client(config: str | Path | None = None) -> GenerationClient:
     ``[inference]`` table."""
     cfg = inference_settings(config)
     if cfg["url"]:
-        from genmodels.http_client import HttpClient  # only the chosen client is loaded
+        from serving.http_client import HttpClient  # only the chosen client is loaded
         return HttpClient(cfg["url"], timeout_s=float(cfg["timeout_s"]),
                           retries=cfg["retries"], secret=os.environ.get("INFERENCE_SECRET"))
-    from genmodels.engine import Engine, EngineClient
+    from serving.engine import Engine, EngineClient
     return EngineClient(Engine.from_settings(cfg))

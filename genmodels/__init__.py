@@ -1,4 +1,5 @@
-"""Style models: vocabulary, artifacts, the NumPy step kernel and the sampler.
+"""Style models: their format (vocabulary, configs, artifacts), the NumPy step kernel
+and sampling. Serving them lives in ``serving/``, training them in ``training/``.
 
 Importing this package starts OpenBLAS at one thread unless the environment already
 says otherwise: a second BLAS thread that has to wait for a core busy with other work

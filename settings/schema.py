@@ -5,7 +5,7 @@ here, or a value of the wrong type, is refused (``settings.load`` turns msgspec'
 into a ``ConfigError`` naming the key). Ranges and links between tables (a temperature
 the sampler takes, a parent style that exists) are checked by the module that owns the
 table: genmodels/styles.py, bot/settings.py, bot/adapters/discord.py,
-genmodels/generation.py, storage/engine.py, storage/bandit.py and
+serving/config.py, storage/engine.py, storage/bandit.py and
 training/schedule_config.py.
 
 Tables whose keys override another table's (``[styles.NAME.training]`` over
@@ -174,7 +174,7 @@ class Inference(Table, frozen=True):
     poll_s: float = 2.0
     backend: str = "auto"
     blas_threads: str | int = "auto"  # "auto" or a thread count
-    # The service's HTTP server (genmodels/service_http.py).
+    # The service's HTTP server (serving/service_http.py).
     keepalive_s: float = 30.0
     read_timeout_s: float = 10.0
     max_connections: int = 1024

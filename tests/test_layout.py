@@ -145,12 +145,25 @@ def test_interfaces_know_no_implementation():
     """The client interface is a leaf of the serving code, and the command handlers reach
     the core only through its public API (``commands.CoreAPI``), never by import."""
     graph = import_graph()
-    serving = {"genmodels.engine", "genmodels.http_client", "genmodels.service",
-               "genmodels.generation", "bot.wiring"}
-    assert not graph["genmodels.client"] & serving, graph["genmodels.client"]
-    assert not {m for m in graph["genmodels.client"] if m.startswith("bot")}
+    serving = {"serving.engine", "serving.http_client", "serving.service",
+               "serving.config", "bot.wiring"}
+    assert not graph["serving.client"] & serving, graph["serving.client"]
+    assert not {m for m in graph["serving.client"] if m.startswith("bot")}
     for module in ("bot.commands", "bot.storage_work", "bot.identity", "bot.messages"):
         assert "bot.core" not in graph[module], module
+
+
+def test_packages_import_downwards():
+    """The model package (format, kernel, sampling) imports neither the serving code nor
+    training nor the bot; serving imports no training and no bot. ``genmodels.service`` is
+    only the old command name of the service, forwarding to ``serving``."""
+    graph = import_graph()
+    for module, imports in graph.items():
+        top = {m.split(".")[0] for m in imports}
+        if module.split(".")[0] == "genmodels" and module != "genmodels.service":
+            assert not top & {"serving", "training", "bot", "storage"}, (module, imports)
+        if module.split(".")[0] == "serving":
+            assert not top & {"training", "bot"}, (module, imports)
 
 
 def test_no_module_over_400_lines():

@@ -15,8 +15,8 @@ import settings.reading
 from bot.adapters.discord import load_discord_settings
 from bot.settings import load_settings
 from genmodels.config import ModelConfig, TrainConfig
-from genmodels.generation import inference_settings
 from genmodels.styles import ConfigError, load_styles
+from serving.config import inference_settings
 from settings import schema
 from storage import bandit
 from storage.engine import database_url
@@ -184,7 +184,7 @@ def test_an_absent_file_is_refused_or_the_defaults(tmp_path):
     assert settings.load(tmp_path / "absent.toml", missing_ok=True) == schema.Config()
 
 
-ENTRY_POINTS = [("bot", ["console"]), ("genmodels.service", []), ("training", ["train", "tiny"]),
+ENTRY_POINTS = [("bot", ["console"]), ("serving", []), ("training", ["train", "tiny"]),
                 ("training.scheduler", ["--list"]), ("storage", ["url"]),
                 ("genmodels", ["sample", "tiny"])]
 

@@ -24,13 +24,13 @@ import numpy as np
 
 from genmodels import artifact as artifacts, widen
 from genmodels.config import ModelConfig, TrainConfig
-from genmodels.keras_model import build_model, get_weights, set_weights
 from genmodels.sampler import STOP_RULES
 from genmodels.styles import Style, StyleBook
 from genmodels.vocab import Vocabulary
 from training import base_corpus, corpus as corpora, warm
 from training.data import train_dataset
 from training.evaluate import bits, val_loss
+from training.keras_model import build_model, get_weights, set_weights
 from training.plots import plot_history
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, func, select
 
 from bot.core import Core
 from bot.settings import BotSettings
-from genmodels.engine import Engine, EngineClient
+from serving.engine import Engine, EngineClient
 from storage.__main__ import upgrade
 from storage.database import Database
 

@@ -367,7 +367,7 @@ class Raising:
 
 
 def test_client_failures_get_a_short_reply_and_are_logged(chat):
-    from genmodels.client import Busy
+    from serving.client import Busy
 
     async def scenario():
         core = chat.core()

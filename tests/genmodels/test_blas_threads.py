@@ -6,9 +6,9 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 
 from genmodels import blas_threads
 from genmodels.blas_threads import PERIOD_S, BlasThreads
-from genmodels.engine import Engine
-from genmodels.generation import inference_settings
 from genmodels.sampler import Sampler, SamplingParams
+from serving.config import inference_settings
+from serving.engine import Engine
 
 
 def openblas_threads() -> int:

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from genmodels import registry
 from genmodels.artifact import load
-from genmodels.engine import Engine, EngineClient
 from genmodels.sampler import SamplingParams
+from serving.engine import Engine, EngineClient
 from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.errors import InvalidInput, NotFound

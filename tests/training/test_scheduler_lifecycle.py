@@ -24,7 +24,7 @@ import pytest
 
 from bot.core import Core, Request
 from bot.settings import BotSettings
-from genmodels.engine import Engine, EngineClient
+from serving.engine import Engine, EngineClient
 from storage.__main__ import upgrade
 from storage.database import Database
 from storage.engine import make_engine, session_factory

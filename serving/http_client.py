@@ -1,4 +1,4 @@
-"""``GenerationClient`` over HTTP: talks to ``python -m genmodels.service``.
+"""``GenerationClient`` over HTTP: talks to ``python -m serving``.
 
 Chosen by ``bot.wiring.make_client()`` when config.toml sets ``[inference] url``. Same
 interface and exceptions as the in-process engine client:
@@ -20,8 +20,8 @@ import time
 
 import aiohttp
 
-from genmodels.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable, Result
 from genmodels.sampler import Generation, SamplingParams
+from serving.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable, Result
 
 _RETRYABLE = (aiohttp.ClientConnectionError,)  # refused, reset, server disconnected
 

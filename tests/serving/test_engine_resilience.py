@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from engine_testing import Server, install_gate, metric_values
 
-import genmodels.engine as engine_mod
-from genmodels.engine import Engine
+import serving.engine as engine_mod
 from genmodels.registry import activate
+from serving.engine import Engine
 
 pytestmark = pytest.mark.timeout(120)
 TEXT = "the cat sat.\nthe dog ran.\n\na red hat, a hot sun!\n"
@@ -72,7 +72,7 @@ def test_a_loop_survives_any_exception_and_logs_it_once(book, bot, monkeypatch, 
 def test_a_poll_that_raises_costs_no_request(book, bot, monkeypatch, caplog):
     def broken(path):
         raise RuntimeError("injected poll failure")
-    monkeypatch.setattr("genmodels.engine_versions.fingerprint", broken)
+    monkeypatch.setattr("serving.engine_versions.fingerprint", broken)
 
     async def go():
         engine = Engine(paths={"tiny": bot.models / "tiny"}, backend="numpy",

@@ -1,4 +1,4 @@
-"""``python -m genmodels.service`` in a child process on a free loopback port, for the
+"""``python -m serving`` in a child process on a free loopback port, for the
 tests that need the real program: its logging set-up, its server and its memory.
 
     with ServiceProcess(bot.config, tmp_path / "service.log") as svc:
@@ -29,7 +29,7 @@ class ServiceProcess:
         env.setdefault("MODEL_REGISTRY", str(self.log.parent / "empty-registry"))
         self._out = open(self.log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "genmodels.service", "--port", "0",
+            [sys.executable, "-m", "serving", "--port", "0",
              "--config", str(self.config)], cwd=ROOT, env=env, stdout=self._out,
             stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_S

@@ -1,11 +1,7 @@
-"""The ``[inference]`` table of config.toml, and (re-exported) the client interface.
+"""The ``[inference]`` table of config.toml: what the engine, the service and the bot's
+choice of client (``bot.wiring.make_client``) share.
 
-``inference_settings()`` reads the table the engine, the service and the bot's choice
-of client share. The interface and its errors live in ``genmodels.client`` (a module
-that knows no implementation); they are re-exported here for older imports. The client
-itself is chosen where the bot is wired (``bot.wiring.make_client``).
-
-    python -c "from genmodels.generation import inference_settings; print(inference_settings())"
+    python -c "from serving.config import inference_settings; print(inference_settings())"
 """
 from __future__ import annotations
 
@@ -13,12 +9,7 @@ from pathlib import Path
 
 import settings
 from genmodels.blas_threads import check_setting
-from genmodels.client import Busy, GenerationClient, GenerationError, ModelUnavailable, Result
 from settings import ConfigError, schema
-
-__all__ = ["Busy", "GenerationClient", "GenerationError", "ModelUnavailable", "Result",
-           "INFERENCE_DEFAULTS", "inference_settings"]
-
 
 # The defaults live in the schema (settings/schema.py), with every key's type.
 INFERENCE_DEFAULTS = settings.given(schema.Inference())

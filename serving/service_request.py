@@ -1,12 +1,12 @@
 """Reading a ``POST /v1/generate`` request: the body (size, time, encoding, charset,
-JSON) and its fields, for ``genmodels/service.py``.
+JSON) and its fields, for ``serving/service.py``.
 
 Whatever a client sends, the outcome is a request or a ``RequestError`` carrying the
 HTTP status (400, 408, 413) and one line naming the problem; hostile input (JSON nested
 1,000 deep, a 5,000-digit number, 1e400, ``charset=bogus``, a gzip header) never raises
 anything else.
 
-    python -m pytest tests/genmodels/test_service_hostile.py -q
+    python -m pytest tests/serving/test_service_hostile.py -q
 """
 from __future__ import annotations
 

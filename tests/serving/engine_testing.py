@@ -1,5 +1,5 @@
 """Helpers for the engine and service tests: a backend whose steps the test releases,
-and the service app on a real loopback port (served as ``python -m genmodels.service``
+and the service app on a real loopback port (served as ``python -m serving``
 serves it: ``service_http.start_site``, its timeouts and connection limit).
 
 ``Gate`` wraps the real NumPy backend; each ``step`` waits for a permit, so a test
@@ -14,11 +14,11 @@ import threading
 
 import aiohttp
 
-from genmodels import engine as engine_mod
-from genmodels.batch import NumpyBackend
-from genmodels.engine import Engine
-from genmodels.service import build_app
-from genmodels.service_http import Limits, start_site
+from serving import engine as engine_mod
+from serving.batch import NumpyBackend
+from serving.engine import Engine
+from serving.service import build_app
+from serving.service_http import Limits, start_site
 
 WAIT_S = 30.0  # generous: only reached when something is broken
 

@@ -6,8 +6,8 @@ tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from genmodels.config import ModelConfig  # noqa: E402
-from genmodels.fused_lstm import FusedLSTM  # noqa: E402
-from genmodels.keras_model import build_model, get_weights, set_weights  # noqa: E402
+from training.fused_lstm import FusedLSTM  # noqa: E402
+from training.keras_model import build_model, get_weights, set_weights  # noqa: E402
 
 
 def _outputs_and_grads(layer, x, dy):

@@ -11,11 +11,11 @@ import pytest
 from engine_testing import Server, http_request, install_gate, status_of
 from service_process import ServiceProcess
 
-import genmodels.engine as engine_mod
-from genmodels.engine import Engine
-from genmodels.logfilters import RepeatFilter
+import serving.engine as engine_mod
 from genmodels.sampler import SamplingParams
-from genmodels.service_http import Limits
+from serving.engine import Engine
+from serving.logfilters import RepeatFilter
+from serving.service_http import Limits
 
 pytestmark = pytest.mark.timeout(120)
 FAST = Limits(keepalive_s=0.5, read_timeout_s=0.5, max_connections=8)
@@ -82,7 +82,7 @@ def test_connections_past_the_limit_are_refused_with_429(every_style):
 
 
 def test_the_real_service_logs_a_repeated_line_once(make_bot, tmp_path):
-    """python -m genmodels.service with max_connections = 2: 30 refusals, one line."""
+    """python -m serving with max_connections = 2: 30 refusals, one line."""
     bot = make_bot(tmp_path / "bot", edit=lambda toml: toml + (
         "\n[inference]\nmax_connections = 2\nkeepalive_s = 30.0\n"))
     for i, style in enumerate(bot.book().names()):

@@ -11,10 +11,10 @@ import pytest
 from engine_testing import install_gate, wait_for
 
 from genmodels.batch_sampling import RowParams, choose_batch
-from genmodels.client import Busy, GenerationError, ModelUnavailable
-from genmodels.engine import Engine, EngineClient
 from genmodels.registry import activate, active_artifact
 from genmodels.sampler import Sampler, SamplingParams, choose
+from serving.client import Busy, GenerationError, ModelUnavailable
+from serving.engine import Engine, EngineClient
 
 TEXT = "the cat sat.\nthe dog ran.\n\na red hat, a hot sun!\n"
 
@@ -326,8 +326,8 @@ def test_the_chat_side_never_imports_tensorflow(bot, env_for, artifact_factory):
         "import asyncio, json, sys\n"
         "from bot.wiring import make_client\n"
         "from genmodels.sampler import SamplingParams\n"
-        "import genmodels.service, genmodels.http_client, genmodels.tf_backend\n"
-        "from genmodels.tf_backend import gpu_visible\n"
+        "import serving.service, serving.http_client, serving.tf_backend\n"
+        "from serving.tf_backend import gpu_visible\n"
         "async def go():\n"
         "    c = make_client()\n"
         "    r = await c.generate('tiny', 'the', SamplingParams(seed=1, max_chars=20))\n"

@@ -7,10 +7,10 @@ import pytest
 from engine_testing import Server, install_gate
 
 from bot.wiring import make_client
-from genmodels.client import Busy, GenerationError, ModelUnavailable
-from genmodels.engine import Engine
-from genmodels.http_client import HttpClient
 from genmodels.sampler import Sampler, SamplingParams
+from serving.client import Busy, GenerationError, ModelUnavailable
+from serving.engine import Engine
+from serving.http_client import HttpClient
 
 pytestmark = pytest.mark.timeout(120)  # a hang fails fast instead of after 5 minutes
 

@@ -7,7 +7,7 @@ Every ``poll_s`` it looks again; a new active version is loaded in a background 
 and switched to, while a broken marker, a version that does not load, or a file system
 error (EMFILE) keeps the loaded version, with one warning while the problem lasts.
 
-    python -m pytest tests/genmodels/test_engine_resilience.py -q
+    python -m pytest tests/serving/test_engine_resilience.py -q
 """
 from __future__ import annotations
 
@@ -16,19 +16,19 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genmodels.client import ModelUnavailable
 from genmodels.registry import (
     MarkerError,
     active_path,
     candidates,
     stamp as fingerprint,  # the one "changed on disk" rule
 )
+from serving.client import ModelUnavailable
 
 if TYPE_CHECKING:  # for annotations only: engine.ModelLoop supplies the objects
-    from genmodels.batch import Batch
-    from genmodels.engine_stats import OnceLog, Stats
+    from serving.batch import Batch
+    from serving.engine_stats import OnceLog, Stats
 
-log = logging.getLogger("genmodels.engine")
+log = logging.getLogger("serving.engine")
 
 
 def _fingerprint_or_why(path: Path) -> tuple:

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from genmodels.config import ModelConfig
-from genmodels.fused_lstm import FusedLSTM
+from training.fused_lstm import FusedLSTM
 
 
 def build_model(cfg: ModelConfig, fused: bool = True) -> keras.Model:

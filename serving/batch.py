@@ -9,9 +9,9 @@ A ``Batch`` holds every active request on one loaded model version in one LSTM s
   (``batch_sampling``), and finishes when its stop rule or length limit fires.
 
 Rows join and leave between steps; the state is compacted so a step only computes the
-live rows. ``genmodels.engine`` drives batches from its per-model thread.
+live rows. ``serving.engine`` drives batches from its per-model thread.
 
-    python -m pytest tests/genmodels/test_engine.py -q
+    python -m pytest tests/serving/test_engine.py -q
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The inference service's HTTP server: aiohttp's ``AppRunner`` with timeouts and a
-connection limit, for ``genmodels/service.py``.
+connection limit, for ``serving/service.py``.
 
 * ``keepalive_s``: aiohttp's ``keepalive_timeout``. It closes a connection idle between
   requests, and also one that has not finished sending its request line and headers
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from genmodels.logfilters import ClientErrorFilter
+from serving.logfilters import ClientErrorFilter
 
-HTTP_LOG = logging.getLogger("genmodels.service.http")
+HTTP_LOG = logging.getLogger("serving.service.http")
 HTTP_LOG.addFilter(ClientErrorFilter())
 LINGER_S = 2.0  # after an early answer (408, 413), read and drop the body this long
 

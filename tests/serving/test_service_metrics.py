@@ -1,7 +1,7 @@
 """The service's /metrics through prometheus_client: parseable, the right content type,
 counters that only grow however many scrapers read them, one registry per service.
 
-    python -m pytest tests/genmodels/test_service_metrics.py -q
+    python -m pytest tests/serving/test_service_metrics.py -q
 """
 import asyncio
 
@@ -10,7 +10,7 @@ from engine_testing import Server, metric_values, settled_metrics
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 
-from genmodels.engine import Engine
+from serving.engine import Engine
 
 pytestmark = pytest.mark.timeout(120)
 TINY = (("style", "tiny"),)

@@ -23,8 +23,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from genmodels.engine import Engine, ModelLoop
-from genmodels.engine_stats import LATENCY_BUCKETS_MS
+from serving.engine import Engine, ModelLoop
+from serving.engine_stats import LATENCY_BUCKETS_MS
 
 P = "stylebot_inference_"
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the inference service, served at ``GET /openapi.json``.
 
-Hand-written: the API is three routes. ``tests/genmodels/test_service_hostile.py``
+Hand-written: the API is three routes. ``tests/serving/test_service_hostile.py``
 checks it against the service (the request fields are ``service_request.FIELDS``, the
 answer's keys are what ``/v1/generate`` returns).
 
@@ -9,7 +9,7 @@ answer's keys are what ``/v1/generate`` returns).
 from __future__ import annotations
 
 from genmodels.sampler import MAX_TEMPERATURE, MIN_TEMPERATURE, STOP_RULES
-from genmodels.service_request import MAX_BODY, MAX_PRIME
+from serving.service_request import MAX_BODY, MAX_PRIME
 
 _ERROR = {"type": "object", "required": ["error"],
           "properties": {"error": {"type": "string",
@@ -74,7 +74,7 @@ def _errors(*codes: int) -> dict:
 SPEC = {
     "openapi": "3.1.0",
     "info": {"title": "stylebot inference service", "version": "1",
-             "description": "python -m genmodels.service; the batching engine over HTTP."},
+             "description": "python -m serving; the batching engine over HTTP."},
     "paths": {
         "/v1/generate": {"post": {
             "summary": "Write text in a style.",

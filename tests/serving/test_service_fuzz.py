@@ -1,4 +1,4 @@
-"""Fuzzing ``python -m genmodels.service`` (a child process on 127.0.0.1) with hypothesis.
+"""Fuzzing ``python -m serving`` (a child process on 127.0.0.1) with hypothesis.
 
 At least ``REQUESTS`` generated requests, valid and hostile (JSON of any shape, numbers
 out of every range, raw bytes, deep nesting, odd charsets, encodings and secrets, raw
@@ -6,7 +6,7 @@ HTTP garbage), are sent ``IN_FLIGHT`` at a time. None may get a 5xx; afterwards 
 style still answers, /healthz is 200, the log holds no traceback, and the service's
 resident memory grew by less than ``RSS_GROWTH_KB`` after the warm-up.
 
-    .venv/bin/python -m pytest tests/genmodels/test_service_fuzz.py -q -s   # prints figures
+    .venv/bin/python -m pytest tests/serving/test_service_fuzz.py -q -s   # prints figures
 """
 import asyncio
 import collections
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from service_process import ServiceProcess
 
 from genmodels.sampler import STOP_RULES
-from genmodels.service_request import FIELDS
+from serving.service_request import FIELDS
 
 pytestmark = pytest.mark.timeout(300)
 REQUESTS = 10_000

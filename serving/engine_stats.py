@@ -2,7 +2,7 @@
 errors (for ``/metrics`` and ``/healthz``), and ``OnceLog``, which keeps a problem that
 repeats every step or poll to one log line while it lasts.
 
-    python -m pytest tests/genmodels/test_engine_resilience.py -q
+    python -m pytest tests/serving/test_engine_resilience.py -q
 """
 from __future__ import annotations
 

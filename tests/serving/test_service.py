@@ -6,8 +6,8 @@ import json
 import pytest
 from engine_testing import Server, install_gate, settled_metrics
 
-from genmodels.engine import Engine
 from genmodels.sampler import Sampler, SamplingParams
+from serving.engine import Engine
 
 pytestmark = pytest.mark.timeout(120)  # a hang fails fast instead of after 5 minutes
 
@@ -190,7 +190,16 @@ def test_shared_secret_is_required_when_set(setup):
 
 
 def test_cli_refuses_a_public_address_without_a_secret(run_cli, bad_input, bot):
-    proc = run_cli("genmodels.service", ["--host", "0.0.0.0", "--port", "1"],
+    proc = run_cli("serving", ["--host", "0.0.0.0", "--port", "1"],
                    config=bot.config, INFERENCE_SECRET="")
     bad_input(proc, "INFERENCE_SECRET")
-    bad_input(run_cli("genmodels.service", ["--port", "x"], config=bot.config), "--port")
+    bad_input(run_cli("serving", ["--port", "x"], config=bot.config), "--port")
+
+
+def test_the_old_command_name_says_where_the_service_moved_and_runs_it(run_cli, bot):
+    """``python -m genmodels.service``: one line naming ``python -m serving``, then the
+    service itself with the same arguments and exit status."""
+    proc = run_cli("genmodels.service", ["--port", "x"], config=bot.config)
+    moved, *rest = proc.stderr.strip().splitlines()
+    assert "python -m serving" in moved and proc.returncode == 2, proc.stderr
+    assert len(rest) == 1 and "--port" in rest[0] and "Traceback" not in proc.stderr

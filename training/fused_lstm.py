@@ -71,6 +71,8 @@ def fused_lstm(x, kernel, recurrent, bias):
     return tf.transpose(hs, [1, 0, 2]), grad
 
 
+# The registered name is stored in every checkpoint.keras: it stays "genmodels>FusedLSTM" so
+# checkpoints written before the layer moved to training/ still resume.
 @keras.saving.register_keras_serializable(package="genmodels")
 class FusedLSTM(keras.layers.Layer):
     """Drop-in for ``keras.layers.LSTM(units, return_sequences=True)`` when training."""

@@ -1,9 +1,9 @@
 """The generation client interface the bot uses, and the errors a user may see.
 
 The chat core only ever calls ``GenerationClient.generate`` / ``versions`` / ``close``;
-two classes implement it: ``genmodels.engine.EngineClient`` (the batching engine in
-this process) and ``genmodels.http_client.HttpClient`` (the inference service,
-``python -m genmodels.service``). Which one runs is chosen where the bot is wired
+two classes implement it: ``serving.engine.EngineClient`` (the batching engine in
+this process) and ``serving.http_client.HttpClient`` (the inference service,
+``python -m serving``). Which one runs is chosen where the bot is wired
 (``bot.wiring.make_client``), so this module knows neither. The three exceptions'
 messages are short and safe to show to a user.
 

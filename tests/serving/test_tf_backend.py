@@ -3,14 +3,14 @@ rows join and leave (resize) the same way in both backends."""
 import numpy as np
 import pytest
 
-from genmodels.batch import NumpyBackend
+from serving.batch import NumpyBackend
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.timeout(180)
 
 
 def test_tf_step_matches_numpy_through_joins_and_leaves(artifact_factory):
-    from genmodels.tf_backend import TFBackend
+    from serving.tf_backend import TFBackend
 
     art = artifact_factory(hidden=16, embed_dim=6, n_layers=2, seed=5, scale=0.7)
     tf_b, np_b = TFBackend(art, device="/CPU:0"), NumpyBackend(art)
@@ -32,8 +32,8 @@ def test_tf_step_matches_numpy_through_joins_and_leaves(artifact_factory):
 
 
 def test_engine_runs_on_the_tf_backend_when_asked(artifact_factory, tmp_path):
-    from genmodels.engine import Engine
     from genmodels.sampler import Sampler, SamplingParams
+    from serving.engine import Engine
 
     art = artifact_factory(hidden=16, seed=2)
     art.save(tmp_path / "tiny")

@@ -1,4 +1,4 @@
-"""Logging filters for the inference service (installed by ``python -m genmodels.service``).
+"""Logging filters for the inference service (installed by ``python -m serving``).
 
 * ``RepeatFilter``: the same line (logger, level, text) passes at most once per
   ``interval_s``; the repeats in between are counted, and the next line let through
@@ -9,7 +9,7 @@
   the client's bytes.
 
     handler.addFilter(RepeatFilter(60.0))
-    python -m pytest tests/genmodels/test_service_limits.py -q
+    python -m pytest tests/serving/test_service_limits.py -q
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import logging
 import pytest
 from engine_testing import Server, http_request, status_of
 
-from genmodels.engine import Engine
-from genmodels.service_request import FIELDS
+from serving.engine import Engine
+from serving.service_request import FIELDS
 
 pytestmark = pytest.mark.timeout(120)
 OK = {"style": "tiny", "seed": 1, "max_chars": 5}

@@ -4,8 +4,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 from genmodels.artifact import load  # noqa: E402
-from genmodels.keras_model import build_model, get_weights, set_weights  # noqa: E402
 from genmodels.kernel import NumpyLSTM  # noqa: E402
+from training.keras_model import build_model, get_weights, set_weights  # noqa: E402
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["keras.LSTM", "FusedLSTM"])

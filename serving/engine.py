@@ -19,7 +19,7 @@ A seeded request writes the same text alone or among 64 others (and the same tex
 * Hot reload: every ``poll_s`` the loop stats ``registry.active_path(style)``; a new
   artifact is loaded in a background thread and new requests go to it, while rows in
   flight finish on the version they started on (a ``Batch`` per version). A broken
-  version or marker keeps the loaded version (``genmodels/engine_versions.py``).
+  version or marker keeps the loaded version (``serving/engine_versions.py``).
 * Health: each loop beats (``heartbeat``) at least every ``HEARTBEAT_S``;
   ``Engine.health`` says which styles are loaded with a live, recently beating loop.
 
@@ -40,12 +40,12 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from genmodels import registry
-from genmodels.batch import Batch, NumpyBackend, Row, _resolve
 from genmodels.blas_threads import BlasThreads, policy as blas_policy
-from genmodels.client import Busy, GenerationError, ModelUnavailable, Result
-from genmodels.engine_stats import OnceLog, Stats
-from genmodels.engine_versions import Versions
 from genmodels.sampler import STOP_RULES, SamplingParams
+from serving.batch import Batch, NumpyBackend, Row, _resolve
+from serving.client import Busy, GenerationError, ModelUnavailable, Result
+from serving.engine_stats import OnceLog, Stats
+from serving.engine_versions import Versions
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def make_backend(art, name: str = "auto"):
     """``numpy``, ``tensorflow``, or ``auto`` (TensorFlow only if a GPU is visible)."""
     if name == "numpy":
         return NumpyBackend(art)
-    from genmodels import tf_backend  # imports nothing heavy unless asked or a GPU is seen
+    from serving import tf_backend  # imports nothing heavy unless asked or a GPU is seen
     if name == "tensorflow" or tf_backend.gpu_visible():
         return tf_backend.TFBackend(art)
     return NumpyBackend(art)
@@ -301,7 +301,7 @@ class Engine:
     @classmethod
     def from_settings(cls, cfg: dict, **kw) -> Engine:
         """An engine with config.toml's ``[inference]`` settings
-        (``genmodels.generation.inference_settings``); ``kw`` as for ``Engine``."""
+        (``serving.config.inference_settings``); ``kw`` as for ``Engine``."""
         return cls(max_batch=cfg["max_batch"], max_queue=cfg["max_queue"],
                    poll_s=float(cfg["poll_s"]), backend=cfg["backend"],
                    blas_threads=cfg["blas_threads"], **kw)
