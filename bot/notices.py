@@ -9,67 +9,47 @@ prints). ``python -m bot`` starts it beside the adapters:
 
     task = asyncio.create_task(watch_training(core, stop))
 
-Runs that had finished before the bot started are not announced again.
+Runs that had finished before the bot started are not announced again. With N bot
+replicas on one database each notice is still sent once: the replica that claims a run
+(``registry_ops.claim_notices``: one conditional UPDATE setting ``notified_at``) sends
+it, the others skip it. A notice is claimed before it is sent, so a replica killed in
+between loses it (at most once, never twice); a run that finishes while no replica is
+running is not announced.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from training.registry_ops import finished_runs, oldest_unfinished_run
+from sqlalchemy import text
+
+from storage.models import utcnow
+from training.registry_ops import claim_notices
 from training.retrain import RunResult
 
 log = logging.getLogger(__name__)
-BATCH = 200  # finished runs read per poll (more wait for the next one)
+BATCH = 200  # finished runs claimed per poll (more wait for the next one)
 
 
 class RunWatcher:
-    """Which finished runs are news: a watermark id plus the ids announced above it.
-
-    Why not just "the newest id seen": runs of different styles may overlap, so run 7
-    can finish before run 6 does; the watermark stays below the oldest unfinished run
-    and the ids already announced above it are remembered.
-    """
+    """Claims the notices of runs finishing after ``start()``; each run, whichever
+    replica polls first, is claimed once."""
 
     def __init__(self) -> None:
-        self.after_id = 0
-        self.announced: set[int] = set()
+        self.since = utcnow()
         self.ready = False  # start() done: runs finishing from now on are news
 
     def start(self, session) -> None:
-        """Take every run finished so far as announced (a unit of work for db.run)."""
-        while rows := self._news(session):  # more than a batch may have finished
-            self._advance(session, rows)
+        """From now on, finished runs are news (a unit of work for db.run; it fails
+        while the database is down, and is retried)."""
+        session.execute(text("SELECT 1"))
+        self.since = utcnow()
         self.ready = True
 
     def poll(self, session) -> list[str]:
-        """Messages for the runs finished since the last poll (a unit of work)."""
-        rows = self._news(session)
-        messages = [RunResult.from_row(r).message() for r in rows]
-        self._advance(session, rows)
-        return messages
-
-    def _news(self, session) -> list:
-        """Up to a batch of finished runs not announced yet.
-
-        Pages past announced ids: while an unfinished run holds the watermark down, a
-        whole batch above it may be announced already, and the news lies beyond.
-        """
-        after = self.after_id
-        while True:
-            rows = finished_runs(session, after, BATCH)
-            news = [r for r in rows if r.id not in self.announced]
-            if news or len(rows) < BATCH:
-                return news
-            after = rows[-1].id
-
-    def _advance(self, session, rows) -> None:
-        self.announced.update(r.id for r in rows)
-        pending = oldest_unfinished_run(session)
-        top = max(self.announced, default=self.after_id)
-        self.after_id = top if pending is None else max(self.after_id,
-                                                        min(top, pending - 1))
-        self.announced = {i for i in self.announced if i > self.after_id}
+        """Messages for the runs this watcher claimed (a unit of work)."""
+        return [RunResult.from_row(r).message()
+                for r in claim_notices(session, self.since, BATCH)]
 
 
 async def watch_training(core, stop: asyncio.Event, every_s: float | None = None,

@@ -324,6 +324,9 @@ class TrainingRun(Base):
     # Refreshed every few seconds by the scheduler running the run: a running run whose
     # heartbeat is too old lost its scheduler (training/registry_ops.py: fail_stale).
     heartbeat_at: Mapped[dt.datetime | None]
+    # When a bot replica claimed this finished run's admin notice (bot/notices.py): set
+    # by one conditional UPDATE, so N replicas announce it once.
+    notified_at: Mapped[dt.datetime | None]
 
 
 class LeaderLease(Base):

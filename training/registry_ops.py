@@ -208,11 +208,25 @@ def finished_runs(session: Session, after_id: int = 0, limit: int = 20) -> list[
         .order_by(TrainingRun.id).limit(limit)).scalars())
 
 
-def oldest_unfinished_run(session: Session) -> int | None:
-    """The id of the oldest queued or running run (None: every run has finished); the
-    runs below it have all finished (``finished_runs`` pages from there)."""
-    return session.execute(select(func.min(TrainingRun.id)).where(
-        TrainingRun.status.in_(UNFINISHED))).scalar()
+def claim_notices(session: Session, since: dt.datetime, limit: int = 20
+                  ) -> list[TrainingRun]:
+    """Runs finished since ``since`` that nobody announced yet, now marked announced.
+
+    Each run is claimed by a conditional ``UPDATE ... WHERE notified_at IS NULL``: of
+    two bot replicas polling at once exactly one sees rowcount 1 (PostgreSQL re-checks
+    the condition after waiting for the other's row lock; SQLite writes one at a time),
+    so each notice is sent once whatever the number of replicas.
+    """
+    claimed = []
+    for run in session.execute(select(TrainingRun).where(
+            TrainingRun.notified_at.is_(None), TrainingRun.finished_at >= since,
+            TrainingRun.status.in_([RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]))
+            .order_by(TrainingRun.id).limit(limit)).scalars().all():
+        if rows_affected(session, update(TrainingRun).where(
+                TrainingRun.id == run.id, TrainingRun.notified_at.is_(None))
+                .values(notified_at=utcnow())) == 1:
+            claimed.append(run)
+    return claimed
 
 
 def beat(session: Session, run_id: int) -> bool:
