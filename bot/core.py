@@ -50,6 +50,7 @@ from bot.wiring import make_client
 from genmodels.sampler import SamplingParams
 from genmodels.styles import Style, StyleBook, load_styles
 from serving.client import Busy, GenerationClient, GenerationError
+from settings.logs import REQUEST_ID, new_request_id
 from storage.bandit import load_config as load_bandit_config
 from storage.database import Database
 from storage.errors import NotFound, StorageError
@@ -103,13 +104,20 @@ class Core:
     # ----------------------------------------------------------------- entry points
 
     async def handle(self, request: Request) -> Reply:
-        """The reply to one message; never raises (a bug becomes a short apology)."""
+        """The reply to one message; never raises (a bug becomes a short apology).
+
+        Its log row's uid is the request id: on each log record made while handling it,
+        and sent to the inference service as ``X-Request-Id`` (settings/logs.py)."""
+        uid = new_request_id()
+        token = REQUEST_ID.set(uid)
         try:
-            return await self._handle(request)
+            return await self._handle(request, uid)
         except Exception:
             log.exception("handling %s message %r failed", request.platform,
                           request.text[:80])
             return Reply(SORRY)
+        finally:
+            REQUEST_ID.reset(token)
 
     async def rate(self, request: Request, data: str) -> str:
         """Store a rating from button data; a short acknowledgement. Never raises."""
@@ -195,7 +203,7 @@ class Core:
 
     # ----------------------------------------------------------------- dispatch
 
-    async def _handle(self, request: Request) -> Reply:
+    async def _handle(self, request: Request, uid: str) -> Reply:
         started = time.perf_counter()
         parsed = parse_command(request.text, request.bot_username)
         if parsed.other_bot:
@@ -203,7 +211,7 @@ class Core:
         record = RequestRecord(request.platform, request.user_id or "?",
                                request.chat_id or "?", user_name=request.user_name,
                                chat_title=request.chat_name, command=parsed.command,
-                               prime=parsed.args)
+                               prime=parsed.args, uid=uid)
         ctx = Context(request, parsed.command, parsed.args, record)
         try:
             reply = await self._dispatch(ctx)
@@ -220,8 +228,10 @@ class Core:
         if record.text is not None and logged is not None:
             reply = dataclasses.replace(reply, rate_generation=logged.generation_id)
         # Where every request addressed to the bot finishes, refused ones included.
-        self.metrics.finished(request.platform, record.command, record.outcome,
-                              time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.finished(request.platform, record.command, record.outcome, elapsed)
+        log.info("%s /%s: %s in %.0f ms", request.platform, record.command or "-",
+                 record.outcome, elapsed * 1000)
         return dataclasses.replace(reply, request_uid=record.uid)
 
     async def _dispatch(self, ctx: Context) -> Reply:

@@ -22,6 +22,7 @@ import aiohttp
 
 from genmodels.sampler import Generation, SamplingParams
 from serving.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable, Result
+from settings.logs import REQUEST_ID, REQUEST_ID_HEADER
 
 _RETRYABLE = (aiohttp.ClientConnectionError,)  # refused, reset, server disconnected
 
@@ -45,10 +46,14 @@ class HttpClient:
         return self._session
 
     async def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        """One JSON call with bounded retries on connection errors."""
+        """One JSON call with bounded retries on connection errors; the chat request
+        being handled (``settings.logs.REQUEST_ID``) is named in ``X-Request-Id``."""
+        request_id = REQUEST_ID.get()
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         for attempt in range(self.retries + 1):
             try:
-                async with self._client().request(method, self.url + path, json=body) as resp:
+                async with self._client().request(method, self.url + path, json=body,
+                                                  headers=headers) as resp:
                     data = await _json(resp)
                     return _check(resp.status, data)
             except TimeoutError:  # first: aiohttp's timeouts are connection errors too

@@ -24,6 +24,9 @@ Binds to loopback by default. On any other address the shared secret in
 (the handler is cancelled, which cancels the request in the engine). Server timeouts
 and the connection limit are ``[inference]`` keys (``serving/service_http.py``);
 a log line repeated within a minute is counted, not printed (``serving/logfilters.py``).
+Each answer carries ``X-Request-Id``: the caller's when it is 1 to 128 printable ASCII
+characters without spaces, else a new id; the request's log records carry it too
+(``$LOG_FORMAT=json`` shows it: ``settings/logs.py``).
 """
 from __future__ import annotations
 
@@ -49,11 +52,19 @@ from serving.metrics import registry_for
 from serving.openapi import SPEC
 from serving.service_http import Limits, start_site
 from serving.service_request import MAX_BODY, RequestError, check_params, parse_request, read_json
+from settings.logs import (
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    clean_request_id,
+    new_request_id,
+    setup_logging,
+)
 
 log = logging.getLogger("serving.service")
 LOG_REPEAT_S = 60.0  # the same log line at most once a minute
 ENGINE, BOOK = web.AppKey("engine", Engine), web.AppKey("book", StyleBook)
 LIMITS = web.AppKey("limits", Limits)
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def _error(status: int, message: str, **extra) -> web.Response:
@@ -166,12 +177,31 @@ def _secret_middleware(secret: str):
     return check
 
 
+@web.middleware
+async def _request_id_middleware(request: web.Request, handler):
+    """The caller's ``X-Request-Id`` when it is a clean id (settings/logs.py), else a new
+    one: on every log record made while handling the request, and in the answer."""
+    request_id = clean_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+    request[REQUEST_ID_KEY] = request_id
+    token = REQUEST_ID.set(request_id)
+    try:
+        return await handler(request)
+    finally:
+        REQUEST_ID.reset(token)
+
+
+async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    if REQUEST_ID_KEY in request:  # streamed answers too: they are prepared in the handler
+        response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID_KEY]
+
+
 def build_app(engine: Engine, book: StyleBook, secret: str | None = None,
               limits: Limits = Limits()) -> web.Application:
     """The aiohttp app; the caller owns the engine (start it before serving) and serves
     it with ``service_http.start_site`` (timeouts, connection limit)."""
-    app = web.Application(client_max_size=MAX_BODY,
-                          middlewares=[_secret_middleware(secret)] if secret else [])
+    middlewares = [_request_id_middleware] + ([_secret_middleware(secret)] if secret else [])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
+    app.on_response_prepare.append(_echo_request_id)
     app[ENGINE], app[BOOK], app[LIMITS] = engine, book, limits
     app.add_routes([web.post("/v1/generate", generate), web.get("/v1/styles", styles),
                     web.get("/healthz", healthz),
@@ -204,7 +234,8 @@ async def serve(app: web.Application, host: str, port: int, limits: Limits) -> N
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    """Plain text, or JSON lines with ``$LOG_FORMAT=json``; ``ValueError`` for another."""
+    setup_logging(logging.INFO, "%(asctime)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RepeatFilter(LOG_REPEAT_S))
 
@@ -221,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         book = load_styles(args.config)
         cfg = inference_settings(book.path)
+        _setup_logging()
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
-    _setup_logging()
     engine = Engine.from_settings(cfg, shipped=book.path.parent / "models").start()
     missing = engine.preload(book.names())  # hold every model we have, ready to serve
     for style, why in missing.items():

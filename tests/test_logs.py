@@ -121,9 +121,9 @@ def test_setup_logging_in_a_fresh_process(env_for):
     assert plain.stderr == "hello\nworld\n"  # the default stays plain text
 
 
-@pytest.mark.parametrize("module", ["bot", "training.scheduler"])
+@pytest.mark.parametrize("module", ["bot", "serving", "training.scheduler"])
 def test_an_unknown_log_format_stops_the_entry_point(module, env_for):
-    args = ["console"] if module == "bot" else ["--list"]
+    args = {"bot": ["console"], "serving": ["--port", "0"]}.get(module, ["--list"])
     out = subprocess.run([sys.executable, "-m", module, *args], env=env_for(LOG_FORMAT="xml"),
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert out.returncode == 2

@@ -33,7 +33,7 @@ class ServiceProcess:
              "--config", str(self.config)], cwd=ROOT, env=env, stdout=self._out,
             stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_S
-        while not (found := re.search(r"listening on (http://\S+)", self.log_text())):
+        while not (found := re.search(r'listening on (http://[^\s"]+)', self.log_text())):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.__exit__()
                 raise AssertionError(f"the service did not start:\n{self.log_text()}")
