@@ -158,11 +158,11 @@ def time_plain(art: artifacts.Artifact, prime_ids: list[int], n_chars: int,
 
 def time_noise(vocab_size: int, repeats: int = 50) -> dict:
     """One block of Gumbel noise (256 characters): ``rng.gumbel`` against ours."""
-    from genmodels.sampler import _NOISE_BLOCK, gumbel_block
+    from genmodels.sampler import NOISE_BLOCK, gumbel_block
 
     rng = np.random.default_rng(0)
     out = {}
-    for name, draw in (("rng_gumbel_ms", lambda: rng.gumbel(size=(_NOISE_BLOCK, vocab_size))
+    for name, draw in (("rng_gumbel_ms", lambda: rng.gumbel(size=(NOISE_BLOCK, vocab_size))
                         .astype(np.float32)),
                        ("gumbel_block_ms", lambda: gumbel_block(rng, vocab_size))):
         start = time.perf_counter()

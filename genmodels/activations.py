@@ -2,9 +2,10 @@
 
 ``trace(artifact, text)`` feeds the text through ``genmodels.kernel.NumpyLSTM`` one
 character at a time, exactly as the sampler does, and records every layer's hidden
-state h and cell state c *after* each character is read. Like the sampler, a start
-context (the style's stop sequence, a newline by default) is fed first and not
-recorded, so the model reads the text as the start of a fresh story or paragraph.
+state h and cell state c *after* each character is read. Like the sampler, the start
+text of a stop rule (``sampler.start_text``; by default rule "none", a newline, as for
+the samples ``neurons`` pictures) is fed first and not recorded, so the model reads the
+text as the start of a fresh story or paragraph.
 
     from genmodels import artifact
     from genmodels.activations import trace
@@ -22,6 +23,7 @@ import numpy as np
 
 from genmodels.artifact import Artifact
 from genmodels.kernel import NumpyLSTM
+from genmodels.sampler import start_text
 
 KINDS = ("cell", "hidden")
 
@@ -64,9 +66,10 @@ class Activations:
         return self.states(kind, layer)[:, neuron]
 
 
-def trace(art: Artifact, text: str, start: str = "\n",
+def trace(art: Artifact, text: str, stop: str = "none",
           lstm: NumpyLSTM | None = None) -> Activations:
-    """Run ``text`` through the kernel after ``start``; record (h, c) per character.
+    """Run ``text`` through the kernel after the start text of stop rule ``stop``;
+    record (h, c) per character.
 
     ``lstm`` may be passed to reuse a kernel already built from ``art``'s weights.
     """
@@ -79,7 +82,7 @@ def trace(art: Artifact, text: str, start: str = "\n",
     cell = [np.empty((len(ids), hid), np.float32) for _ in range(n_layers)]
     state = lstm.start_state(1)
     step = np.zeros(1, dtype=np.intp)
-    for i in vocab.encode(start).ids:  # the sampler's start context, not recorded
+    for i in vocab.encode(start_text(stop)).ids:  # the sampler's start, not recorded
         step[0] = i
         lstm.step_columns(step, state)
     for t, i in enumerate(ids):

@@ -6,7 +6,7 @@ A ``Batch`` holds every active request on one loaded model version in one LSTM s
 * a row still reading its context (stop sequence + prime, as ``Sampler.generate``
   feeds it) is fed its next context id and its logits are ignored;
 * a row past its context samples its next id with its own params and seed stream
-  (``batch_sampling``), and finishes when its stop rule or length limit fires.
+  (``genmodels.sampler.choose``), and finishes when its stop rule or length limit fires.
 
 Rows join and leave between steps; the state is compacted so a step only computes the
 live rows. ``serving.engine`` drives batches from its per-model thread.
@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from genmodels.artifact import Artifact
-from genmodels.batch_sampling import NoiseBank, RowParams, choose_batch
 from genmodels.kernel import NumpyLSTM
-from genmodels.sampler import STOP_RULES, Generation, SamplingParams, _stopped
+from genmodels.sampler import (
+    STOP_RULES,
+    Generation,
+    NoiseBank,
+    RowParams,
+    SamplingParams,
+    choose,
+    stop_reached,
+)
 
 CHUNK_CHARS = 16  # streaming granularity: one callback per this many characters
 
@@ -145,9 +152,7 @@ class Batch:
                                    ).astype(np.int64)
         self.n_out = np.concatenate([self.n_out[idx], np.zeros(len(new), np.int64)])
         self._slots = np.fromiter((r.slot for r in self.rows), np.intp, len(self.rows))
-        ps = [r.params for r in self.rows]
-        self._params = RowParams([p.temperature for p in ps], [p.top_k for p in ps],
-                                 [p.top_p for p in ps])
+        self._params = RowParams.of([r.params for r in self.rows])
         return gone
 
     def _mark_changed(self, _future: Future) -> None:
@@ -170,7 +175,7 @@ class Batch:
         else:  # the common case: every row samples; no gathers
             sampling, params = slice(None), self._params
         noise = self.noise.rows(self._slots[sampling], self.n_out[sampling])
-        nxt = choose_batch(logits, params, noise)
+        nxt = choose(logits, params, noise)
         self.n_out[sampling] += 1
         self.ids[sampling] = nxt
         rows = self.rows if isinstance(sampling, slice) else [self.rows[i] for i in sampling]
@@ -182,7 +187,7 @@ class Batch:
     def _append(self, row: Row, ch: str) -> None:
         out, stop = row.out, STOP_RULES[row.params.stop]
         out.append(ch)
-        if stop and ch == stop[-1] and _stopped(out, stop):
+        if stop_reached(out, stop):
             sampled = len(out)
             del out[-len(stop):]
             self._finish(row, "stop", sampled)

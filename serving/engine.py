@@ -4,7 +4,7 @@ Every request for a style joins that style's batch at the next step (its stop se
 and prime are fed inside the batch), samples with its own temperature / top-k / top-p /
 seed, and leaves when its stop rule or length limit fires; its slot is reused at once.
 A seeded request writes the same text alone or among 64 others (and the same text as
-``Sampler.generate``; see ``genmodels/batch_sampling.py``).
+``Sampler.generate``: both follow ``genmodels/sampler.py``).
 
 * Bounds: at most ``max_batch`` rows step together and ``max_queue`` wait per style;
   past that ``submit`` raises ``Busy`` at once. Each style has its own bounds and its
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from genmodels import registry
 from genmodels.blas_threads import BlasThreads, policy as blas_policy
-from genmodels.sampler import STOP_RULES, SamplingParams
+from genmodels.sampler import SamplingParams, start_context
 from serving.batch import Batch, NumpyBackend, Row, _resolve
 from serving.client import Busy, GenerationError, ModelUnavailable, Result
 from serving.engine_stats import OnceLog, Stats
@@ -271,9 +271,7 @@ class ModelLoop(Versions):
 
 def _encode(row: Row, batch: Batch) -> None:
     """Context ids (stop sequence + prime) in the batch's vocabulary, as Sampler does."""
-    vocab = batch.art.vocab
-    enc = vocab.encode(row.prime)
-    row.context = vocab.encode(STOP_RULES[row.params.stop] or "\n").ids + enc.ids or [0]
+    row.context, enc = start_context(batch.art.vocab, row.params.stop, row.prime)
     row.prime, row.dropped = "".join(batch.chars[i] for i in enc.ids), enc.dropped
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from genmodels import artifact as artifacts, widen
 from genmodels.kernel import NumpyLSTM, State
-from genmodels.sampler import STOP_RULES, Sampler, SamplingParams
+from genmodels.sampler import Sampler, SamplingParams, start_text
 from genmodels.styles import Style, StyleBook
 from training import corpus as corpora
 from training.evaluate import val_loss
@@ -316,7 +316,7 @@ def measure(style: Style | str, book: StyleBook, model_dir: Path | None = None) 
                 val_loss=val_loss(scored.weights, scored.model_config, ids),
                 val_chars=len(ids), baseline=_baseline(style, book),
                 parent=style.training.parent, parent_note=note)
-    q.stop = STOP_RULES[style.stop] or "\n"  # what the sampler feeds before a sample
+    q.stop = start_text(style.stop)  # what the sampler feeds before a sample
     _opening_figures(q, scored, ids, q.stop)
     if parent_art is not None:
         _parent_figures(q, style, parent_art, fraction)

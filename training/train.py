@@ -24,7 +24,7 @@ import numpy as np
 
 from genmodels import artifact as artifacts, widen
 from genmodels.config import ModelConfig, TrainConfig
-from genmodels.sampler import STOP_RULES
+from genmodels.sampler import start_text
 from genmodels.styles import Style, StyleBook
 from genmodels.vocab import Vocabulary
 from training import base_corpus, corpus as corpora, warm
@@ -207,7 +207,7 @@ class Run:
         dtype = np.dtype(self.cfg.weights_dtype)
         weights = {k: v.astype(dtype).astype(np.float32) for k, v in weights.items()}
         val = val_loss(weights, self.model_cfg, self.val_ids)
-        stop = self.vocab.encode(STOP_RULES[self.style.stop] or "\n").ids
+        stop = self.vocab.encode(start_text(self.style.stop)).ids
         weights |= warm.start_state(weights, self.model_cfg,
                                     corpora.read_ids(self.data.train_path), stop)
         art = artifacts.Artifact(

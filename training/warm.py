@@ -22,7 +22,7 @@ import numpy as np
 from genmodels import artifact as artifacts
 from genmodels.config import ModelConfig
 from genmodels.kernel import NumpyLSTM
-from genmodels.sampler import STOP_RULES
+from genmodels.sampler import start_text
 from training import corpus as corpora
 
 WARM_CHARS = 2000
@@ -75,7 +75,7 @@ def warm_artifact(style, book, model_dir=None) -> artifacts.Artifact:
         exclude |= corpora.heldout_lines(book.get(other).corpus, art.train_config.val_fraction)
     data = corpora.prepare(style.corpus, art.vocab, art.train_config.val_fraction,
                            art.train_config.seq_len, exclude)
-    stop = art.vocab.encode(STOP_RULES[style.stop] or "\n").ids
+    stop = art.vocab.encode(start_text(style.stop)).ids
     art.weights |= start_state(art.weights, art.model_config, corpora.read_ids(data.train_path),
                                stop)
     # Keep what else the folder holds (the loss plot): save() replaces the whole folder.

@@ -35,7 +35,7 @@ def test_states_equal_a_textbook_lstm_after_the_start_context(artifact_factory, 
     art = artifact_factory(text="the cat sat.\n\"no,\" she said!", n_layers=n_layers,
                            hidden=7, seed=n_layers, scale=0.9)
     text = '"no," the cat said.\nshe sat.'
-    acts = trace(art, text, start="\n")
+    acts = trace(art, text, stop="end_of_line")
     assert acts.text == text and acts.dropped == ""
     assert acts.n_layers == n_layers and acts.size == 7
     ids = art.vocab.encode("\n" + text).ids
@@ -50,7 +50,7 @@ def test_states_equal_a_textbook_lstm_after_the_start_context(artifact_factory, 
 
 def test_final_state_is_the_kernels_state_after_the_same_characters(tiny_artifact):
     text = "the sun is hot."
-    acts = trace(tiny_artifact, text, start="\n\n")
+    acts = trace(tiny_artifact, text, stop="blank_line")
     lstm = NumpyLSTM(tiny_artifact.weights, tiny_artifact.model_config)
     _, state = lstm.run([tiny_artifact.vocab.encode("\n\n" + text).ids])
     for n in range(acts.n_layers):

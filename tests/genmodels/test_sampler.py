@@ -6,12 +6,13 @@ from genmodels.artifact import Artifact
 from genmodels.config import ModelConfig
 from genmodels.kernel import NumpyLSTM
 from genmodels.sampler import (
-    _NOISE_BLOCK,
-    STOP_RULES,
+    NOISE_BLOCK,
+    RowParams,
     Sampler,
     SamplingParams,
     choose,
     gumbel_block,
+    start_text,
 )
 from genmodels.vocab import Vocabulary
 
@@ -129,7 +130,7 @@ def _greedy(sampler, prime, n, stop="none"):
     """Argmax decoding written out by hand: stop sequence, then prime, then n chars."""
     vocab, lstm = sampler.vocab, NumpyLSTM(sampler.artifact.weights,
                                            sampler.artifact.model_config)
-    context = vocab.encode((STOP_RULES[stop] or "\n") + prime).ids
+    context = vocab.encode(start_text(stop) + prime).ids
     logits, state = lstm.run(np.array([context]))
     nxt = int(logits[0, -1].argmax())
     out = [nxt]
@@ -160,18 +161,23 @@ def test_very_high_temperature_is_near_uniform(sampler):
 
 # --- choose(): top-k and top-p ---
 
+def pick(logits, params: SamplingParams, gumbel) -> int:
+    """``choose`` for one stream: a batch of one row, as ``Sampler.generate`` calls it."""
+    return int(choose(logits[None], RowParams.of([params]), gumbel[None])[0])
+
+
 LOGITS = np.log(np.array([0.05, 0.5, 0.15, 0.3], np.float32))  # order: 1, 3, 2, 0
 
 
 def _draws(logits, params, n=400, seed=0):
     rng = np.random.default_rng(seed)
-    return [choose(logits.copy(), params, rng.gumbel(size=logits.shape).astype(np.float32))
+    return [pick(logits.copy(), params, rng.gumbel(size=logits.shape).astype(np.float32))
             for _ in range(n)]
 
 
 def test_gumbel_block_is_standard_gumbel_noise_fixed_by_the_seed():
     block = gumbel_block(np.random.default_rng(3), 400)
-    assert block.dtype == np.float32 and block.shape == (_NOISE_BLOCK, 400)
+    assert block.dtype == np.float32 and block.shape == (NOISE_BLOCK, 400)
     # Gumbel(0, 1): mean is Euler's constant, variance pi^2 / 6, P(g <= 0) = 1/e.
     assert abs(block.mean() - np.euler_gamma) < 0.01
     assert abs(block.var() - np.pi ** 2 / 6) < 0.03
@@ -182,7 +188,7 @@ def test_gumbel_block_is_standard_gumbel_noise_fixed_by_the_seed():
 
 def test_choose_with_gumbel_block_noise_draws_in_proportion():
     rng = np.random.default_rng(1)
-    draws = [choose(LOGITS.copy(), SamplingParams(temperature=1.0), row)
+    draws = [pick(LOGITS.copy(), SamplingParams(temperature=1.0), row)
              for _ in range(16) for row in gumbel_block(rng, 4)]
     freq = np.bincount(draws, minlength=4) / len(draws)
     np.testing.assert_allclose(freq, np.exp(LOGITS), atol=0.03)
@@ -216,7 +222,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 
 def test_choose_leaves_the_logits_alone():
     logits = LOGITS.copy()
-    choose(logits, SamplingParams(temperature=0.5, top_k=2, top_p=0.5), np.zeros(4, np.float32))
+    pick(logits, SamplingParams(temperature=0.5, top_k=2, top_p=0.5), np.zeros(4, np.float32))
     np.testing.assert_array_equal(logits, LOGITS)
 
 

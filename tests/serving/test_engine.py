@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from engine_testing import install_gate, wait_for
 
-from genmodels.batch_sampling import RowParams, choose_batch
 from genmodels.registry import activate, active_artifact
-from genmodels.sampler import Sampler, SamplingParams, choose
+from genmodels.sampler import RowParams, Sampler, SamplingParams, choose
 from serving.client import Busy, GenerationError, ModelUnavailable
 from serving.engine import Engine, EngineClient
 
@@ -44,15 +43,14 @@ def mixed_params(n: int) -> list[SamplingParams]:
 PRIMES = ["", "the ", "a red", "the\u00a0cat\u00e9"]  # last: a look-alike and a dropped char
 
 
-def test_choose_batch_matches_choose_row_by_row():
+def test_a_row_picks_the_same_in_a_mixed_batch_as_alone():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (40, 17)).astype(np.float32)
     noise = rng.gumbel(size=(40, 17)).astype(np.float32)
     params = mixed_params(40)
-    rows = RowParams([p.temperature for p in params], [p.top_k for p in params],
-                     [p.top_p for p in params])
-    got = choose_batch(logits.copy(), rows, noise)
-    want = [choose(logits[i].copy(), params[i], noise[i]) for i in range(40)]
+    got = choose(logits.copy(), RowParams.of(params), noise)
+    want = [int(choose(logits[i:i + 1].copy(), RowParams.of([params[i]]), noise[i:i + 1])[0])
+            for i in range(40)]
     assert got.tolist() == want
 
 
