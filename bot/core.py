@@ -30,7 +30,7 @@ from bot.commands import Command, build_commands, example_command
 from bot.identity import user_row_id
 from bot.messages import Context, Reply, Request, UserError
 from bot.metrics import BotMetrics
-from bot.ratelimit import RateLimiter
+from bot.ratelimit_redis import make_limiter
 from bot.settings import BotSettings, load_settings
 from bot.temperatures import TemperatureCache
 from bot.text import (
@@ -70,7 +70,9 @@ class Core:
     def __init__(self, book: StyleBook, db: Database, client: GenerationClient,
                  settings: BotSettings):
         self.book, self.db, self.client, self.settings = book, db, client, settings
-        self.limiter = RateLimiter(settings.rate_burst, settings.rate_per_minute)
+        # Buckets in Redis shared by every replica when configured, else in-process.
+        self.limiter = make_limiter(settings.rate_burst, settings.rate_per_minute,
+                                    settings.redis_url, settings.redis_prefix)
         self.slots = asyncio.Semaphore(settings.max_in_flight)  # generations, pictures
         self._queued = 0  # generations running or waiting for a slot
         self.registry = build_commands(self)
@@ -99,6 +101,7 @@ class Core:
         # is bounded by the database's own timeouts.
         await asyncio.gather(*self._logging.values(), return_exceptions=True)
         await self.client.close()
+        await self.limiter.close()
         await asyncio.to_thread(self.db.close)
 
     # ----------------------------------------------------------------- entry points
@@ -237,11 +240,12 @@ class Core:
     async def _dispatch(self, ctx: Context) -> Reply:
         # Admins are exempt: they run the bot (and the console's user is one).
         key = (ctx.request.platform, ctx.request.user_id)
-        wait = 0.0 if self.is_admin(ctx.request) else self.limiter.take(key)
+        wait, say_so = ((0.0, False) if self.is_admin(ctx.request)
+                        else await self.limiter.check(key))
         if wait:  # said once per cool-down: each reply would feed the flood
             raise UserError(f"Slow down a little, please: try again in "
                             f"{math.ceil(wait)} s.", Outcome.RATE_LIMITED,
-                            silent=not self.limiter.tell(key, wait))
+                            silent=not say_so)
         command = self.registry.get(ctx.command)
         if command is None or (command.platforms
                                and ctx.request.platform not in command.platforms):

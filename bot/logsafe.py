@@ -26,7 +26,7 @@ CHATTY = ("httpx", "httpcore")  # request URLs at INFO, connection details at DE
 def secrets_in(env: Mapping[str, str]) -> list[str]:
     """The secret values configured in ``env``, longest first, URL-quoted forms too."""
     found = {env.get(name, "") for name in SECRET_VARS}
-    found.add(_password(env.get("DATABASE_URL", "")))
+    found |= {_password(env.get(name, "")) for name in ("DATABASE_URL", "REDIS_URL")}
     found |= {quote(value, safe="") for value in found}
     found |= {value.partition(":")[2] for value in found if ":" in value}  # a token's key
     return sorted((v for v in found if len(v) >= MIN_SECRET_CHARS), key=len, reverse=True)

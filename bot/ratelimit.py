@@ -10,6 +10,10 @@ against the platform's own flood limits.
     limiter = RateLimiter(burst=5, per_minute=12)
     wait_s = limiter.take(("telegram", "42"))   # 0.0 = allowed, else seconds to wait
     if wait_s and limiter.tell(("telegram", "42"), wait_s): ...   # first refusal: say so
+    wait_s, say_so = await limiter.check(("telegram", "42"))   # both at once
+
+Several bot replicas share one budget per user through Redis instead
+(bot/ratelimit_redis.py, when ``REDIS_URL`` or ``[redis] url`` is set).
 """
 from __future__ import annotations
 
@@ -45,6 +49,15 @@ class RateLimiter:
             self._buckets = {k: v for k, v in self._buckets.items()
                              if now - v[1] < full_after}
         self._buckets[key] = (tokens, now)
+
+    async def check(self, key: Hashable) -> tuple[float, bool]:
+        """``take``, and whether to say so (``tell``): the interface the core uses, the
+        same as the Redis-backed limiter's (bot/ratelimit_redis.py)."""
+        wait = self.take(key)
+        return wait, bool(wait) and self.tell(key, wait)
+
+    async def close(self) -> None:
+        """Nothing to close (the shared limiter closes its connection)."""
 
     def tell(self, key: Hashable, wait: float) -> bool:
         """Whether this refusal (``wait`` from ``take``) is the first of its cool-down.

@@ -32,6 +32,8 @@ class BotSettings:
     chat_temperature_for_all: bool = True  # may non-admins set their chat's temperature?
     rate_burst: float = 5.0  # token bucket: this many requests at once ...
     rate_per_minute: float = 12.0  # ... refilled at this rate, per user
+    redis_url: str = ""  # buckets shared by replicas there (REDIS_URL wins; bot/ratelimit_redis.py)
+    redis_prefix: str = "stylebot:"  # of every key the bot keeps in Redis
     max_in_flight: int = 64  # generations at once (more wait, up to max_waiting)
     max_waiting: int = 200  # beyond this the bot answers "busy" at once
     max_prime_chars: int = 1000  # a longer prime is refused with a clear reply
@@ -115,6 +117,7 @@ def settings_from(config: settings.Config) -> BotSettings:
         chat_temperature_for_all=bot.chat_temperature_for_all,
         rate_burst=_number(rate.burst, "burst", "rate_limit", 1),
         rate_per_minute=_number(rate.per_minute, "per_minute", "rate_limit", 0.01),
+        redis_url=config.redis.url, redis_prefix=config.redis.key_prefix,
         max_in_flight=_number(bot.max_in_flight, "max_in_flight", "bot", 1, int),
         max_waiting=_number(bot.max_waiting, "max_waiting", "bot", 0, int),
         max_prime_chars=_number(bot.max_prime_chars, "max_prime_chars", "bot", 1, int),

@@ -180,6 +180,12 @@ class Inference(Table, frozen=True):
     max_connections: int = 1024
 
 
+class Redis(Table, frozen=True):
+    # REDIS_URL in the environment wins; "" and no REDIS_URL: no Redis (bot/ratelimit_redis.py).
+    url: str = ""  # e.g. "redis://127.0.0.1:6379/0": per-user rate limits shared by replicas
+    key_prefix: Annotated[str, Meta(min_length=1)] = "stylebot:"
+
+
 class Config(Table, frozen=True):
     """The whole of config.toml; every table is optional."""
 
@@ -197,6 +203,7 @@ class Config(Table, frozen=True):
     schedule: Schedule = Schedule()
     bandit: Bandit = Bandit()
     inference: Inference = Inference()
+    redis: Redis = Redis()
 
 
 def given(table: Table) -> dict:

@@ -61,3 +61,7 @@ def test_messages_arguments_and_tracebacks_are_redacted(captured):
         assert secret not in text
     assert text.count(MASK) >= 7 and "RuntimeError" in text and "HTTP Request" not in text
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+
+
+def test_a_redis_url_password_is_a_secret():
+    assert "r3dis-pw" in secrets_in({"REDIS_URL": "redis://default:r3dis-pw@cache:6379/0"})
