@@ -16,6 +16,7 @@ import asyncio
 import importlib.util
 import math
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -59,7 +60,10 @@ class CoreAPI(Protocol):
     registry: dict[str, Command]
     bandit: BanditConfig | None  # None: temperatures are not learned from ratings
     rng: np.random.Generator
-    slots: asyncio.Semaphore  # the bound on CPU work in flight (generations, pictures)
+
+    @property
+    def slots(self) -> AbstractAsyncContextManager[object]:
+        """The bound on CPU work in flight (generations, pictures): bot/slots.py."""
 
     def is_admin(self, request: Request) -> bool: ...
 

@@ -32,6 +32,7 @@ from bot.messages import Context, Reply, Request, UserError
 from bot.metrics import BotMetrics
 from bot.ratelimit_redis import make_limiter
 from bot.settings import BotSettings, load_settings
+from bot.slots import Slots
 from bot.temperatures import TemperatureCache
 from bot.text import (
     RATE_PREFIX,
@@ -73,7 +74,8 @@ class Core:
         # Buckets in Redis shared by every replica when configured, else in-process.
         self.limiter = make_limiter(settings.rate_burst, settings.rate_per_minute,
                                     settings.redis_url, settings.redis_prefix)
-        self.slots = asyncio.Semaphore(settings.max_in_flight)  # generations, pictures
+        # Generations and pictures at once: in this process, and across replicas with Redis.
+        self.slots = Slots(settings.max_in_flight, settings.redis_url, settings.redis_prefix)
         self._queued = 0  # generations running or waiting for a slot
         self.registry = build_commands(self)
         self.metrics = BotMetrics(self.registry)  # Prometheus (bot/metrics.py)
@@ -102,6 +104,7 @@ class Core:
         await asyncio.gather(*self._logging.values(), return_exceptions=True)
         await self.client.close()
         await self.limiter.close()
+        await self.slots.close()
         await asyncio.to_thread(self.db.close)
 
     # ----------------------------------------------------------------- entry points

@@ -101,4 +101,3 @@ def make_limiter(burst: float, per_minute: float, redis_url: str = "",
     if redis_url:
         return SharedRateLimiter(burst, per_minute, redis_url, prefix)
     return RateLimiter(burst, per_minute)
-
