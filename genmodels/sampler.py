@@ -65,6 +65,15 @@ def gumbel_block(rng: np.random.Generator, vocab_size: int) -> np.ndarray:
     return g
 
 
+class BadParam(ValueError):
+    """A sampling parameter out of bounds: ``field`` names it as ``SamplingParams`` does
+    (``top_k``), the message says what is allowed, for a user to read."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to sample; ``validate`` gives a one-line reason for any bad value."""
@@ -78,30 +87,31 @@ class SamplingParams:
 
     def validate(self, max_chars_allowed: int | None = None,
                  vocab_size: int | None = None) -> None:
-        """Raise ValueError naming the first bad value. ``max_chars_allowed`` is the
+        """Raise ``BadParam`` for the first bad value. ``max_chars_allowed`` is the
         style's maximum and ``vocab_size`` the model's (top-k above it means nothing);
         without them only the absolute bounds are checked."""
         t = self.temperature
         if not (t == 0.0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
-            raise ValueError(f"temperature must be 0 (greedy) or between "
-                             f"{MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, got {t:.3g}")
+            raise BadParam("temperature", f"temperature must be 0 (greedy) or between "
+                           f"{MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, got {t:.3g}")
         top_k_max = 2**63 - 1 if vocab_size is None else vocab_size  # int64 per row
         if not 0 <= self.top_k <= top_k_max:
             size = "" if vocab_size is None else " (the model's vocabulary size)"
-            raise ValueError(f"top-k must be 0 (off) or between 1 and {top_k_max}{size}, "
-                             f"got {_short(self.top_k)}")
+            raise BadParam("top_k", f"top-k must be 0 (off) or between 1 and {top_k_max}"
+                           f"{size}, got {_short(self.top_k)}")
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top-p must be in (0, 1], got {self.top_p:g}")
+            raise BadParam("top_p", f"top-p must be in (0, 1], got {self.top_p:g}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise ValueError("seed must be a non-negative integer below 2**63")
+            raise BadParam("seed", "seed must be a non-negative integer below 2**63")
         if self.max_chars < 1:
-            raise ValueError(f"max-chars must be at least 1, got {_short(self.max_chars)}")
+            raise BadParam("max_chars",
+                           f"max-chars must be at least 1, got {_short(self.max_chars)}")
         if max_chars_allowed is not None and self.max_chars > max_chars_allowed:
-            raise ValueError(f"max-chars {_short(self.max_chars)} is above this style's "
-                             f"maximum of {max_chars_allowed}")
+            raise BadParam("max_chars", f"max-chars {_short(self.max_chars)} is above this "
+                           f"style's maximum of {max_chars_allowed}")
         if self.stop not in STOP_RULES:
-            raise ValueError(f"unknown stop rule {self.stop!r}; choose one of "
-                             f"{', '.join(STOP_RULES)}")
+            raise BadParam("stop", f"unknown stop rule {self.stop!r}; choose one of "
+                           f"{', '.join(STOP_RULES)}")
 
 
 def _short(number) -> str:

@@ -1,4 +1,4 @@
-"""The batching inference engine: one loop (thread) per loaded model, continuous batching.
+"""The batching inference engine: one worker thread per loaded style, continuous batching.
 
 Every request for a style joins that style's batch at the next step (its stop sequence
 and prime are fed inside the batch), samples with its own temperature / top-k / top-p /
@@ -9,19 +9,18 @@ A seeded request writes the same text alone or among 64 others (and the same tex
 * Bounds: at most ``max_batch`` rows step together and ``max_queue`` wait per style;
   past that ``submit`` raises ``Busy`` at once. Each style has its own bounds and its
   own thread, so one style's flood makes only that style busy (fairness across styles;
-  BLAS releases the GIL, so loops share the cores; how many BLAS threads a step uses
+  BLAS releases the GIL, so workers share the cores; how many BLAS threads a step uses
   is ``genmodels/blas_threads.py``'s call).
 * Cancellation: a cancelled future frees its row before the next step.
-* Failure: if a step raises, every caller in that batch gets ``GenerationError`` and the
-  loop goes on with the next requests. Any other exception in the loop fails the
-  requests of that step the same way; the loop survives it, counts it
-  (``Stats.errors``, shown by /healthz and /metrics) and logs it once while it repeats.
-* Hot reload: every ``poll_s`` the loop stats ``registry.active_path(style)``; a new
+* Failure: a step that raises fails its batch's callers with ``GenerationError``, any
+  other exception in the worker the requests of that round; the worker survives, counts
+  it (``Stats.errors``: /healthz, /metrics) and logs it once while it repeats.
+* Hot reload: every ``poll_s`` the worker stats ``registry.active_path(style)``; a new
   artifact is loaded in a background thread and new requests go to it, while rows in
   flight finish on the version they started on (a ``Batch`` per version). A broken
   version or marker keeps the loaded version (``serving/engine_versions.py``).
-* Health: each loop beats (``heartbeat``) at least every ``HEARTBEAT_S``;
-  ``Engine.health`` says which styles are loaded with a live, recently beating loop.
+* Health: each worker beats (``heartbeat``) at least every ``HEARTBEAT_S``;
+  ``Engine.health`` says which styles are loaded with a live, recently beating worker.
 
     engine = Engine(); engine.start()
     fut = engine.submit("austen", "It is", SamplingParams(seed=1))  # concurrent Future
@@ -60,15 +59,15 @@ def make_backend(art, name: str = "auto"):
     return NumpyBackend(art)
 
 
-HEARTBEAT_S = 1.0  # an idle loop wakes this often, so a stale heartbeat means stuck
-STALE_S = 30.0  # no heartbeat for this long: the loop is not ready (/healthz)
+HEARTBEAT_S = 1.0  # an idle worker wakes this often, so a stale heartbeat means stuck
+STALE_S = 30.0  # no heartbeat for this long: the worker is not ready (/healthz)
 # After a loop error: every error consumes the requests it touched, so none can spin
 # without progress, but a bug that fails every request costs at most 100 rounds a second.
 ERROR_PAUSE_S = 0.01
 
 
-class ModelLoop(Versions):
-    """One style's model(s), its waiting queue and its stepping thread."""
+class StyleWorker(Versions):
+    """One style's model(s), its waiting queue and the thread that steps its batches."""
 
     def __init__(self, style: str, *, max_batch: int = 256, max_queue: int = 256,
                  poll_s: float = 2.0, backend: str = "auto", path: Path | None = None,
@@ -135,7 +134,7 @@ class ModelLoop(Versions):
         return out
 
     # -- the loop -----------------------------------------------------------------------
-    def start(self) -> ModelLoop:
+    def start(self) -> StyleWorker:
         with self._cond:
             if self._running:
                 return self
@@ -185,7 +184,7 @@ class ModelLoop(Versions):
         if time.monotonic() >= self._next_poll:
             self._next_poll = time.monotonic() + self.poll_s
             self._poll()
-        if self._blas is not None and any(self._batches):  # only loops that step
+        if self._blas is not None and any(self._batches):  # only workers that step
             self._blas.tick(self.style)
         for batch in self._batches:
             self._step(batch)
@@ -276,7 +275,8 @@ def _encode(row: Row, batch: Batch) -> None:
 
 
 class Engine:
-    """Every style's ``ModelLoop``, loaded on first use (or ``preload``)."""
+    """Every style's ``StyleWorker``, loaded on first use (or ``preload``); requests
+    enter through ``submit`` (``EngineClient`` for async callers)."""
 
     def __init__(self, *, max_batch: int = 256, max_queue: int = 256, poll_s: float = 2.0,
                  backend: str = "auto", paths: dict[str, Path] | None = None,
@@ -284,11 +284,11 @@ class Engine:
         """``paths``: style -> a fixed artifact folder (else the registry's active one);
         ``shipped``: the folder of shipped models (the config's models/)."""
         self.blas = blas_policy(blas_threads)  # the BLAS thread count is global
-        self._new_loop = functools.partial(  # ModelLoop(style, path=...) with these
-            ModelLoop, max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
+        self._new_worker = functools.partial(  # StyleWorker(style, path=...) with these
+            StyleWorker, max_batch=max_batch, max_queue=max_queue, poll_s=poll_s,
             backend=backend, blas=self.blas, shipped=shipped, said=OnceLog(log))
         self._paths = paths or {}
-        self._loops: dict[str, ModelLoop] = {}
+        self._workers: dict[str, StyleWorker] = {}
         # style -> (when, why) its model last failed to load: retried after RETRY_S, so a
         # flood of requests for it does not re-read the disk each time.
         self._failed: dict[str, tuple[float, str]] = {}
@@ -307,68 +307,65 @@ class Engine:
     def start(self) -> Engine:
         with self._lock:
             self._running = True
-            for loop in self._loops.values():
-                loop.start()
+            for worker in self._workers.values():
+                worker.start()
         return self
 
     def stop(self) -> None:
         with self._lock:
             self._running = False
-            loops = list(self._loops.values())
-        for loop in loops:
-            loop.stop()
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.stop()
 
-    def loop(self, style: str) -> ModelLoop:
-        """The style's loop, loading its model on first use (``ModelUnavailable``)."""
+    def worker(self, style: str) -> StyleWorker:
+        """The style's worker, loading its model on first use (``ModelUnavailable``)."""
         with self._lock:
-            if style in self._loops:
-                return self._loops[style]
+            if style in self._workers:
+                return self._workers[style]
             failed = self._failed.get(style)
             if failed and time.monotonic() - failed[0] < self.retry_s:
                 raise ModelUnavailable(failed[1])
             try:
-                loop = self._new_loop(style, path=self._paths.get(style))
+                worker = self._new_worker(style, path=self._paths.get(style))
             except ModelUnavailable as exc:
                 self._failed[style] = (time.monotonic(), str(exc))
                 raise
             self._failed.pop(style, None)
-            self._loops[style] = loop.start() if self._running else loop
-            return loop
+            self._workers[style] = worker.start() if self._running else worker
+            return worker
 
     def preload(self, styles) -> dict[str, str]:
         """Load these styles now; returns style -> the one-line error for any that failed."""
         errors = {}
         for style in styles:
             try:
-                self.loop(style)
+                self.worker(style)
             except ModelUnavailable as exc:
                 errors[style] = str(exc)
         return errors
 
     def submit(self, style: str, prime: str, params: SamplingParams,
                on_chunk=None) -> Future:
-        """A concurrent Future of ``batch.Completion``; ``Busy`` at once when full."""
-        params.validate()
-        return self.loop(style).submit(prime, params, on_chunk)
+        """The one way a request enters: a concurrent Future of ``batch.Completion``;
+        ``Busy`` at once when full, ``BadParam`` for params this model cannot take. A
+        style not loaded yet is loaded first, in the calling thread."""
+        params.validate()  # before a model load: bad params cost no disk read
+        return self.worker(style).submit(prime, params, on_chunk)
 
-    def loaded(self) -> dict[str, ModelLoop]:
-        return dict(self._loops)
-
-    async def aloop(self, style: str) -> ModelLoop:
-        """``loop(style)`` for async callers: a loaded style costs no thread hop."""
-        loop = self._loops.get(style)
-        return loop if loop is not None else await asyncio.to_thread(self.loop, style)
+    def loaded(self) -> dict[str, StyleWorker]:
+        return dict(self._workers)
 
     def versions(self) -> dict[str, str]:
-        return {name: loop.version for name, loop in self.loaded().items()}
+        return {name: worker.version for name, worker in self.loaded().items()}
 
     def health(self, styles) -> dict[str, dict]:
-        """style -> ``{"ready": bool, ...}``: ready when loaded with a live loop that beat
-        recently (``ModelLoop.health``); a style not loaded says why."""
-        loops, out = self.loaded(), {}
+        """style -> ``{"ready": bool, ...}``: ready when loaded with a live worker that
+        beat recently (``StyleWorker.health``); a style not loaded says why."""
+        workers, out = self.loaded(), {}
         for style in styles:
-            if style in loops:
-                out[style] = loops[style].health()
+            if style in workers:
+                out[style] = workers[style].health()
             else:
                 why = self._failed.get(style, (0.0, "not loaded yet"))[1]
                 out[style] = {"ready": False, "version": None, "reason": why}
@@ -376,18 +373,24 @@ class Engine:
 
 
 class EngineClient:
-    """``GenerationClient`` over an in-process ``Engine`` (the default client)."""
+    """``GenerationClient`` over an in-process ``Engine`` (the default client), and
+    ``Engine.submit`` for async callers such as the service. It starts the engine."""
 
-    def __init__(self, engine: Engine | None = None):
-        self.engine = (engine or Engine()).start()
+    def __init__(self, engine: Engine):
+        self.engine = engine.start()
+
+    async def submit(self, style: str, prime: str, params: SamplingParams,
+                     on_chunk=None) -> asyncio.Future:
+        """``Engine.submit`` as an asyncio future of ``batch.Completion``; cancelling it
+        frees the request's slot. A first use loads the model in a thread, off the loop."""
+        if style not in self.engine.loaded():
+            await asyncio.to_thread(self.engine.worker, style)
+        return asyncio.wrap_future(self.engine.submit(style, prime, params, on_chunk))
 
     async def generate(self, style: str, prime: str, params: SamplingParams) -> Result:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        model = await self.engine.aloop(style)  # first use loads it (in a thread)
-        params.validate()
-        # Cancelling the awaiting task cancels the future, which frees the row's slot.
-        done = await asyncio.wrap_future(model.submit(prime, params))
+        done = await (await self.submit(style, prime, params))
         return Result(done.generation, (loop.time() - start) * 1000.0)
 
     async def versions(self) -> dict[str, str]:

@@ -24,7 +24,7 @@ from genmodels.registry import (
 )
 from serving.client import ModelUnavailable
 
-if TYPE_CHECKING:  # for annotations only: engine.ModelLoop supplies the objects
+if TYPE_CHECKING:  # for annotations only: engine.StyleWorker supplies the objects
     from serving.batch import Batch
     from serving.engine_stats import OnceLog, Stats
 
@@ -39,7 +39,7 @@ def _fingerprint_or_why(path: Path) -> tuple:
 
 
 class Versions:
-    """The version half of ``engine.ModelLoop``: it provides ``_load(path) -> Batch``,
+    """The version half of ``engine.StyleWorker``: it provides ``_load(path) -> Batch``,
     ``_cond``, ``_batches``, ``stats``, ``style`` and ``_said`` (a ``OnceLog``)."""
 
     _pinned: Path | None  # a fixed artifact folder (tests, benches); else the registry
@@ -51,7 +51,7 @@ class Versions:
     _batches: list[Batch]
 
     def _load(self, path: Path) -> Batch:
-        raise NotImplementedError  # engine.ModelLoop's
+        raise NotImplementedError  # engine.StyleWorker's
 
     def _warn(self, topic: str, line: str) -> None:
         """One warning while this problem lasts (the engine's ``OnceLog``)."""

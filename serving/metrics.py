@@ -23,7 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from serving.engine import Engine, ModelLoop
+from serving.engine import Engine, StyleWorker
 from serving.engine_stats import LATENCY_BUCKETS_MS
 
 P = "stylebot_inference_"
@@ -80,7 +80,7 @@ class EngineCollector(Collector):
         yield _latency(loops)
 
 
-def _latency(loops: dict[str, ModelLoop]) -> HistogramMetricFamily:
+def _latency(loops: dict[str, StyleWorker]) -> HistogramMetricFamily:
     """Request latency, submit to last character, in seconds (Prometheus' base unit)."""
     family = HistogramMetricFamily(P + "latency_seconds",
                                    "Request latency, submit to last character.",

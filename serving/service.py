@@ -43,15 +43,16 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from genmodels.cli import OneLineParser, fail
+from genmodels.sampler import BadParam
 from genmodels.styles import ConfigError, StyleBook, load_styles
 from serving.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable
 from serving.config import inference_settings
-from serving.engine import Engine
+from serving.engine import Engine, EngineClient
 from serving.logfilters import RepeatFilter
 from serving.metrics import registry_for
 from serving.openapi import SPEC
 from serving.service_http import Limits, start_site
-from serving.service_request import MAX_BODY, RequestError, check_params, parse_request, read_json
+from serving.service_request import MAX_BODY, RequestError, parse_request, read_json
 from settings.logs import (
     REQUEST_ID,
     REQUEST_ID_HEADER,
@@ -63,6 +64,7 @@ from settings.logs import (
 log = logging.getLogger("serving.service")
 LOG_REPEAT_S = 60.0  # the same log line at most once a minute
 ENGINE, BOOK = web.AppKey("engine", Engine), web.AppKey("book", StyleBook)
+CLIENT = web.AppKey("client", EngineClient)  # how a request reaches the engine
 LIMITS = web.AppKey("limits", Limits)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
@@ -73,17 +75,15 @@ def _error(status: int, message: str, **extra) -> web.Response:
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
-    book, engine = request.app[BOOK], request.app[ENGINE]
+    book, client = request.app[BOOK], request.app[CLIENT]
     try:
         body = await read_json(request, request.app[LIMITS].read_timeout_s)
         style, prime, params = parse_request(body, book)
-        model = await engine.aloop(style)
-        check_params(params, vocab_size=model.vocab_size)
         chunks: asyncio.Queue[str] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         on_chunk = (lambda text: loop.call_soon_threadsafe(chunks.put_nowait, text)) \
             if body.get("stream") else None
-        future = asyncio.wrap_future(model.submit(prime, params, on_chunk))
+        future = await client.submit(style, prime, params, on_chunk)
         if on_chunk:
             return await _stream(request, future, chunks, style)
         return web.json_response(_answer(style, await future))
@@ -91,8 +91,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
         return _error(404, exc.args[0], styles=book.names())
     except RequestError as exc:
         return _error(exc.status, str(exc))
-    except ValueError as exc:  # params the model's vocabulary refuses (a hot swap)
-        return _error(400, str(exc))
+    except BadParam as exc:  # params the model refuses (top-k above its vocabulary)
+        return _error(400, f"{exc.field}: {exc}")
     except Busy as exc:
         return _error(429, str(exc))
     except ModelUnavailable as exc:
@@ -197,12 +197,14 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
 
 def build_app(engine: Engine, book: StyleBook, secret: str | None = None,
               limits: Limits = Limits()) -> web.Application:
-    """The aiohttp app; the caller owns the engine (start it before serving) and serves
-    it with ``service_http.start_site`` (timeouts, connection limit)."""
+    """The aiohttp app, whose requests reach ``engine`` through an ``EngineClient``
+    (which starts it; the caller stops it); serve it with ``service_http.start_site``
+    (timeouts, connection limit)."""
     middlewares = [_request_id_middleware] + ([_secret_middleware(secret)] if secret else [])
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     app.on_response_prepare.append(_echo_request_id)
     app[ENGINE], app[BOOK], app[LIMITS] = engine, book, limits
+    app[CLIENT] = EngineClient(engine)
     app.add_routes([web.post("/v1/generate", generate), web.get("/v1/styles", styles),
                     web.get("/healthz", healthz),
                     # Prometheus text (or OpenMetrics when the scraper asks for it)

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from genmodels.sampler import SamplingParams
+from genmodels.sampler import BadParam, SamplingParams
 from genmodels.styles import StyleBook
 
 MAX_BODY = 64 * 1024
@@ -26,7 +26,6 @@ MAX_PRIME = 4000  # characters; a prime is read one step per character
 FIELDS: dict[str, type | tuple[type, ...]] = {
     "style": str, "prime": str, "temperature": (int, float), "top_k": int,
     "top_p": (int, float), "seed": int, "max_chars": int, "stop": str, "stream": bool}
-SAMPLING = ("temperature", "top_k", "top_p", "seed", "max_chars", "stop")
 CHARSETS = ("utf-8", "utf8", "us-ascii", "ascii")  # JSON is UTF-8 (RFC 8259)
 
 
@@ -147,15 +146,10 @@ def parse_request(body, book: StyleBook) -> tuple[str, str, SamplingParams]:
     return style.name, prime, params
 
 
-def check_params(params: SamplingParams, max_chars: int | None = None,
-                 vocab_size: int | None = None) -> None:
-    """``params.validate``, with a ValueError turned into ``BadField`` naming the field."""
+def check_params(params: SamplingParams, max_chars: int | None = None) -> None:
+    """``params.validate``, its ``BadParam`` turned into ``BadField`` naming the field
+    (the model's own bounds, such as its vocabulary size, are checked as it is submitted)."""
     try:
-        params.validate(max_chars_allowed=max_chars, vocab_size=vocab_size)
-    except ValueError as exc:  # messages name the field ("top-p must be ..."): say which
-        raise BadField(f"{field_of(exc)}: {exc}") from None
-
-
-def field_of(exc: ValueError) -> str:
-    text = str(exc)
-    return next((k for k in SAMPLING if k.replace("_", "-") in text or k in text), "params")
+        params.validate(max_chars_allowed=max_chars)
+    except BadParam as exc:
+        raise BadField(f"{exc.field}: {exc}") from None

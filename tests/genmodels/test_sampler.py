@@ -7,6 +7,7 @@ from genmodels.config import ModelConfig
 from genmodels.kernel import NumpyLSTM
 from genmodels.sampler import (
     NOISE_BLOCK,
+    BadParam,
     RowParams,
     Sampler,
     SamplingParams,
@@ -328,9 +329,10 @@ def test_generate_rejects_bad_params(sampler):
     ({"stop": "never"}, "end_of_line, blank_line, none"),
 ])
 def test_validate_names_the_bad_value(kwargs, words):
-    with pytest.raises(ValueError, match=words) as info:
+    with pytest.raises(BadParam, match=words) as info:
         SamplingParams(**({"max_chars": 50} | kwargs)).validate(max_chars_allowed=100)
     assert "\n" not in str(info.value)
+    assert info.value.field == next(iter(kwargs))  # the field, as SamplingParams names it
 
 
 @pytest.mark.parametrize("kwargs", [{"temperature": 0.0}, {"temperature": 5.0}, {"top_k": 0},

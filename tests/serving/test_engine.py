@@ -77,7 +77,7 @@ def test_batch_of_64_writes_what_the_sampler_writes(art):
 def test_requests_join_and_leave_mid_batch(art, monkeypatch):
     gate = install_gate(monkeypatch)
     engine = engine_for(art)
-    loop = engine.loop("tiny")
+    loop = engine.worker("tiny")
     long_p = SamplingParams(seed=1, max_chars=300, stop="none")
     short_p = SamplingParams(seed=2, max_chars=5, stop="none")
     try:
@@ -106,7 +106,7 @@ def test_full_queue_answers_busy_at_once(art, monkeypatch):
         engine.submit("tiny", "", SamplingParams(seed=2))
         with pytest.raises(Busy):
             engine.submit("tiny", "", SamplingParams(seed=3))
-        assert engine.loop("tiny").stats.requests["busy"] == 1
+        assert engine.worker("tiny").stats.requests["busy"] == 1
     finally:
         engine.stop()
 
@@ -114,7 +114,7 @@ def test_full_queue_answers_busy_at_once(art, monkeypatch):
 def test_cancelled_request_frees_its_slot(art, monkeypatch):
     gate = install_gate(monkeypatch)
     engine = engine_for(art, max_batch=1, max_queue=0)
-    loop = engine.loop("tiny")
+    loop = engine.worker("tiny")
     try:
         hog = engine.submit("tiny", "", SamplingParams(seed=1, max_chars=3000, stop="none"))
         gate.release(2)
@@ -136,7 +136,7 @@ def test_cancelling_the_awaiting_task_frees_the_slot(art, monkeypatch):
 
     async def scenario():
         client = EngineClient(engine_for(art, max_batch=1, max_queue=0))
-        loop = client.engine.loop("tiny")
+        loop = client.engine.worker("tiny")
         task = asyncio.create_task(client.generate(
             "tiny", "", SamplingParams(seed=1, max_chars=3000, stop="none")))
         while loop.depth()[0] == 0:
@@ -161,7 +161,7 @@ def test_a_failed_step_reaches_every_waiter_and_the_loop_survives(art, monkeypat
     try:
         futures = [engine.submit("tiny", "", SamplingParams(seed=i, max_chars=50))
                    for i in range(3)]
-        wait_for(lambda: engine.loop("tiny").depth() == (3, 0), "all three rows stepping")
+        wait_for(lambda: engine.worker("tiny").depth() == (3, 0), "all three rows stepping")
         gate.fail_next = 1
         gate.open = True
         gate.release(1)
@@ -171,7 +171,7 @@ def test_a_failed_step_reaches_every_waiter_and_the_loop_survives(art, monkeypat
         p = SamplingParams(seed=9, max_chars=30)
         after = engine.submit("tiny", "the", p).result(timeout=30)
         assert after.generation == Sampler(art).generate("the", p)
-        assert engine.loop("tiny").stats.requests["error"] == 3
+        assert engine.worker("tiny").stats.requests["error"] == 3
     finally:
         engine.stop()
 
@@ -188,7 +188,7 @@ def test_hot_reload_keeps_requests_in_flight_on_their_version(artifact_factory, 
     gate = install_gate(monkeypatch)
     # One slot: "waiting" is queued before the switch and must join the new version.
     engine = Engine(poll_s=3600, max_batch=1).start()  # reload() by hand: no timing
-    loop = engine.loop("tiny")
+    loop = engine.worker("tiny")
     long_p = SamplingParams(seed=4, max_chars=200, stop="none")
     try:
         first = engine.submit("tiny", "the", long_p)
@@ -222,7 +222,7 @@ def test_the_loop_polls_the_registry_marker(artifact_factory, tmp_path, monkeypa
     activate("tiny", "v0")
     engine = Engine(poll_s=0.05, backend="numpy").start()
     try:
-        loop = engine.loop("tiny")
+        loop = engine.worker("tiny")
         assert loop.version == arts[0].version
         activate("tiny", "v1")  # nobody calls reload(): the idle loop notices by itself
         wait_for(lambda: loop.version == arts[1].version, "the poll to pick up v1")
@@ -244,7 +244,7 @@ def test_the_engine_and_active_artifact_share_one_loaded_model(artifact_factory,
     activate("tiny", "v0")
     engine = Engine(poll_s=0.05, backend="numpy").start()
     try:
-        loop = engine.loop("tiny")
+        loop = engine.worker("tiny")
         assert active_artifact("tiny") is loop._batches[-1].art
         activate("tiny", "v1")
         wait_for(lambda: loop.stats.reloads == 1, "the poll to pick up v1")
@@ -264,7 +264,7 @@ def test_a_broken_new_version_is_refused_and_the_old_one_served(artifact_factory
     (root / "tiny" / "v2" / "model.json").write_text("{broken", encoding="utf-8")
     engine = Engine(poll_s=3600, backend="numpy").start()
     try:
-        loop = engine.loop("tiny")
+        loop = engine.worker("tiny")
         # By hand: activate() itself refuses a version that does not load.
         (root / "tiny" / "ACTIVE").write_text("v2\n", encoding="utf-8")
         loop.reload(wait=True)
@@ -313,7 +313,7 @@ def test_stopped_engine_fails_waiters_clearly(art, monkeypatch):
     with pytest.raises(GenerationError, match="stopped"):
         fut.result(timeout=5)
     with pytest.raises(GenerationError, match="not running"):
-        engine.loop("tiny").submit("", SamplingParams(seed=1))
+        engine.worker("tiny").submit("", SamplingParams(seed=1))
 
 
 def test_the_chat_side_never_imports_tensorflow(bot, env_for, artifact_factory):

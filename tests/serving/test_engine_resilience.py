@@ -80,7 +80,7 @@ def test_a_poll_that_raises_costs_no_request(book, bot, monkeypatch, caplog):
         async with Server(engine, book) as s:
             answers = [await asyncio.wait_for(s.post(OK | {"max_chars": 100, "stop": "none"}),
                                               10) for _ in range(20)]
-            return answers, engine.loop("tiny").health()
+            return answers, engine.worker("tiny").health()
 
     answers, health = asyncio.run(go())
     assert [a[0] for a in answers] == [200] * 20

@@ -135,7 +135,7 @@ def test_overload_is_429_with_retry_after(setup, monkeypatch):
         engine = Engine(paths=paths, max_batch=1, max_queue=0).start()
         async with Server(engine, book) as s:
             first = asyncio.create_task(s.post({"style": "tiny", "seed": 1}))
-            while engine.loop("tiny").depth()[0] == 0:
+            while engine.worker("tiny").depth()[0] == 0:
                 await asyncio.sleep(0.005)
             second = await s.post({"style": "tiny", "seed": 2})
             first.cancel()
@@ -152,7 +152,7 @@ def test_client_disconnect_frees_the_slot(setup, monkeypatch):
 
     async def go():
         engine = Engine(paths=paths, max_batch=1, max_queue=0).start()
-        loop = engine.loop("tiny")
+        loop = engine.worker("tiny")
         async with Server(engine, book) as s:
             gone = asyncio.create_task(s.post({"style": "tiny", "seed": 1, "max_chars": 100,
                                                "stop": "none"}))

@@ -60,7 +60,7 @@ def test_busy_service_raises_busy(setup, monkeypatch):
             client = HttpClient(s.url)
             hog = asyncio.create_task(client.generate("tiny", "", SamplingParams(seed=1,
                                                                             max_chars=50)))
-            while engine.loop("tiny").depth()[0] == 0:
+            while engine.worker("tiny").depth()[0] == 0:
                 await asyncio.sleep(0.005)
             with pytest.raises(Busy):
                 await client.generate("tiny", "", SamplingParams(seed=2, max_chars=50))

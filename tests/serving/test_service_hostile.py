@@ -51,7 +51,7 @@ def test_every_number_is_bounded_and_the_style_survives(setup, fields, fragment,
             bad = await s.post({"style": "tiny"} | fields)
             edge = await s.post(OK | {"top_k": vocab})  # the vocabulary size itself is fine
             after = await s.post(OK)
-            health = engine.loop("tiny").health()
+            health = engine.worker("tiny").health()
         return bad, edge, after, health
 
     (code, answer, _), edge, after, health = asyncio.run(go())

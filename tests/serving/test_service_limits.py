@@ -127,7 +127,7 @@ def test_healthz_is_200_only_when_every_style_is_ready(every_style, bot, monkeyp
             before = await s.get("/healthz")  # nothing loaded yet
             engine.preload(book.names())
             ready = await s.get("/healthz")
-            engine.loop("fable_fox").stop()  # its loop no longer runs
+            engine.worker("fable_fox").stop()  # its loop no longer runs
             stopped = await s.get("/healthz")
         return before, ready, stopped
 
