@@ -5,12 +5,16 @@ takes over when the leader steps down or its process is killed (``kill -9``). Th
 real scheduler processes (``training.scheduler._serve``): only the leader starts the
 queued training; killing it hands the lead to the other, which starts the next one and
 leaves the dead leader's run alone (its own heartbeat lease decides, not a new leader).
+A leader whose lead is taken away (its lock's connection ended on PostgreSQL, another
+holder's lease on SQLite) stops its training and leads again with a fresh scheduler.
 Waits poll with generous limits; nothing asserts how fast.
 
     .venv/bin/python -m pytest tests/training/test_leadership.py -q
 """
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import signal
 import subprocess
 import sys
@@ -18,12 +22,13 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text, update
 from test_scheduler import pg_schema_url
 
 from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.leadership import Leadership
-from storage.models import TrainingRun
+from storage.models import LeaderLease, TrainingRun, utcnow
 from training.registry_ops import queue_retrain
 
 HOLDER = """\
@@ -192,3 +197,36 @@ def test_only_the_leader_trains_and_the_follower_takes_over(pair):
     # The dead leader's run keeps its heartbeat lease (60 s) and is not failed because
     # another scheduler took over; its lease, not a new leader, decides.
     assert pair.status(first) == "running", pair.log(b)[-2000:]
+
+
+def take_the_lead_away(pair: Pair) -> None:
+    """What a leader sees when its lead is gone: on PostgreSQL its lock's connection
+    ends (a server restart, a network cut), on SQLite another holder's lease."""
+    with pair.engine.begin() as conn:
+        if pair.engine.dialect.name == "sqlite":
+            conn.execute(update(LeaderLease).values(
+                holder="intruder", expires_at=utcnow() + dt.timedelta(seconds=3)))
+            return
+        db, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
+        key = int.from_bytes(hashlib.sha256(f"stylebot:scheduler:{db}:{schema}".encode())
+                             .digest()[:8], "big")  # as pg_locks shows it: two oids
+        ended = conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid = :hi AND objid = :lo AND objsubid = 1"),
+            {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalars().all()
+        assert ended == [True]
+
+
+def test_a_leader_that_loses_the_lead_stops_training_and_leads_again(pair):
+    a = pair.start("a")
+    wait_until(lambda: "leading:" in pair.log(a), "the scheduler leading")
+    run = pair.queue("tiny")
+    wait_until(pair.child_parents, "the leader starting a training")
+    take_the_lead_away(pair)
+    wait_until(lambda: "no longer the leader" in pair.log(a), "the leader stepping down")
+    wait_until(lambda: pair.status(run) == "failed", "its training stopped and failed")
+    # Nobody else leads: a fresh scheduler in the same process takes the lead again.
+    wait_until(lambda: pair.log(a).count("leading:") == 2, "the lead taken again")
+    second = pair.queue("tiny")
+    wait_until(lambda: pair.child_parents() == [a.pid, a.pid], "training again")
+    assert pair.status(second) == "running"

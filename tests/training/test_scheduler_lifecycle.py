@@ -35,11 +35,13 @@ from training.scheduler import StyleScheduler
 DRIVER = """\
 import sys
 from pathlib import Path
+from storage.leadership import Leadership
 from training import scheduler
 url, config, root, fake_python = sys.argv[1:5]
 sched = scheduler.StyleScheduler(url, Path(config), root=Path(root))
 sched.retrainer.python = fake_python  # the training child: a sleeping stand-in
-scheduler._serve(sched)
+# A short lead lease: the scheduler started after a kill -9 leads within seconds.
+scheduler._serve(sched, Leadership(url, "scheduler", lease_s=2.0, every_s=0.2))
 """
 FAKE_PYTHON = """\
 #!/bin/sh
