@@ -49,7 +49,7 @@ def log(msg: str) -> None:
 
 def served_version(engine, style: str) -> str:
     params = SamplingParams(seed=1, max_chars=20, stop="none")
-    return engine.submit(style, "", params).result(timeout=120).generation.version
+    return engine.submit(style, "", params).result(timeout=120).sample.version
 
 
 def measure_swap(engine, style: str, new_version: str, since: float) -> float:

@@ -72,7 +72,7 @@ async def run_level(generate, level: int, n: int) -> dict:
             start = time.perf_counter()
             result = await generate(seed)
             latencies.append(time.perf_counter() - start)
-            chars += len(result.generation.text)
+            chars += len(result.sample.text)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(level)))

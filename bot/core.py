@@ -316,7 +316,7 @@ class Core:
             log.warning("%s: the sampler refused the parameters (%s; temperature from %s)",
                         style.name, exc, source)
             raise UserError(refused_params(exc, source), Outcome.BAD_INPUT) from None
-        gen = result.generation
+        gen = result.sample
         rec.text, rec.stop_reason, rec.seed = gen.text, gen.stop_reason, gen.seed
         rec.model_version, rec.latency_ms = gen.version, round(result.latency_ms)
         text = gen.full_text or "(The model wrote nothing this time; try again.)"

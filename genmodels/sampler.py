@@ -121,7 +121,7 @@ def _short(number) -> str:
 
 
 @dataclass(frozen=True)
-class Generation:
+class Sample:
     """What the sampler wrote, and how."""
 
     prime: str  # the prime as the model read it (after the unseen-character policy)
@@ -288,7 +288,7 @@ class Sampler:
         # "auto": both cores while the machine is idle (genmodels/blas_threads.py).
         self.blas = blas_threads.policy(blas)
 
-    def generate(self, prime: str = "", params: SamplingParams = SamplingParams()) -> Generation:
+    def generate(self, prime: str = "", params: SamplingParams = SamplingParams()) -> Sample:
         params.validate()
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         rng = np.random.Generator(np.random.PCG64(seed))
@@ -319,7 +319,7 @@ class Sampler:
                 reason = "stop"
                 break
         text = "".join(out)
-        return Generation(prime="".join(chars[i] for i in encoded.ids), text=text,
+        return Sample(prime="".join(chars[i] for i in encoded.ids), text=text,
                           stop_reason=reason, seed=seed, dropped=encoded.dropped,
                           version=self.artifact.version)
 

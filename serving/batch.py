@@ -26,13 +26,15 @@ from genmodels.artifact import Artifact
 from genmodels.kernel import NumpyLSTM
 from genmodels.sampler import (
     STOP_RULES,
-    Generation,
     NoiseBank,
     RowParams,
+    Sample,
     SamplingParams,
     choose,
+    start_context,
     stop_reached,
 )
+from serving.client import Result
 
 CHUNK_CHARS = 16  # streaming granularity: one callback per this many characters
 
@@ -76,16 +78,6 @@ class Row:
     sent: int = 0  # characters already handed to on_chunk
 
 
-@dataclass(frozen=True)
-class Completion:
-    """What a finished row hands back to its caller."""
-
-    generation: Generation
-    queued_ms: float  # waiting for a slot
-    generate_ms: float  # from joining the batch to the last character
-    steps: int  # batch steps this row took part in (context + characters)
-
-
 def _resolve(fut: Future, value=None, error: BaseException | None = None) -> None:
     """Complete a future unless its caller already cancelled it."""
     if fut.done():
@@ -109,8 +101,8 @@ class Batch:
         self.rows: list[Row] = []
         self.state = backend.new_state(0)
         self.ids = np.zeros(0, np.intp)
-        self.left = np.zeros(0, np.int64)  # context ids still to feed after this step
-        self.n_out = np.zeros(0, np.int64)  # characters sampled so far
+        self.context_left = np.zeros(0, np.int64)  # context ids still to feed after this step
+        self.sampled = np.zeros(0, np.int64)  # characters sampled so far
         self.noise = NoiseBank(len(self.chars), capacity)
         self._free = list(range(capacity - 1, -1, -1))
         self._params = RowParams([], [], [])
@@ -148,12 +140,18 @@ class Batch:
         self.rows = [self.rows[i] for i in keep] + new
         self.state = self.backend.resize(self.state, idx, len(new))
         self.ids = np.concatenate([self.ids[idx], [r.context[0] for r in new]]).astype(np.intp)
-        self.left = np.concatenate([self.left[idx], [len(r.context) - 1 for r in new]]
-                                   ).astype(np.int64)
-        self.n_out = np.concatenate([self.n_out[idx], np.zeros(len(new), np.int64)])
+        self.context_left = np.concatenate(
+            [self.context_left[idx], [len(r.context) - 1 for r in new]]).astype(np.int64)
+        self.sampled = np.concatenate([self.sampled[idx], np.zeros(len(new), np.int64)])
         self._slots = np.fromiter((r.slot for r in self.rows), np.intp, len(self.rows))
         self._params = RowParams.of([r.params for r in self.rows])
         return gone
+
+    def encode(self, row: Row) -> None:
+        """A row's context ids (start text + prime) in this batch's vocabulary, and its
+        prime as this model reads it, before it joins."""
+        row.context, enc = start_context(self.art.vocab, row.params.stop, row.prime)
+        row.prime, row.dropped = "".join(self.chars[i] for i in enc.ids), enc.dropped
 
     def _mark_changed(self, _future: Future) -> None:
         self._changed = True
@@ -163,20 +161,20 @@ class Batch:
         logits = self.backend.step(self.ids, self.state)
         self.steps += 1
         sampling: np.ndarray | slice  # the rows that sample now: indices, or all of them
-        if self.left.any():  # some rows are still reading their context
-            sampling = np.flatnonzero(self.left == 0)
-            for i in np.flatnonzero(self.left).tolist():
+        if self.context_left.any():  # some rows are still reading their context
+            sampling = np.flatnonzero(self.context_left == 0)
+            for i in np.flatnonzero(self.context_left).tolist():
                 row = self.rows[i]
-                self.ids[i] = row.context[len(row.context) - self.left[i]]
-                self.left[i] -= 1
+                self.ids[i] = row.context[len(row.context) - self.context_left[i]]
+                self.context_left[i] -= 1
             if sampling.size == 0:
                 return 0
             params, logits = self._params.take(sampling), logits[sampling]
         else:  # the common case: every row samples; no gathers
             sampling, params = slice(None), self._params
-        noise = self.noise.rows(self._slots[sampling], self.n_out[sampling])
+        noise = self.noise.rows(self._slots[sampling], self.sampled[sampling])
         nxt = choose(logits, params, noise)
-        self.n_out[sampling] += 1
+        self.sampled[sampling] += 1
         self.ids[sampling] = nxt
         rows = self.rows if isinstance(sampling, slice) else [self.rows[i] for i in sampling]
         chars = self.chars
@@ -202,11 +200,12 @@ class Batch:
 
     def _finish(self, row: Row, reason: str, sampled: int) -> None:
         now = time.monotonic()
-        gen = Generation(prime=row.prime, text="".join(row.out), stop_reason=reason,
-                         seed=row.seed, dropped=row.dropped, version=self.version)
+        sample = Sample(prime=row.prime, text="".join(row.out), stop_reason=reason,
+                        seed=row.seed, dropped=row.dropped, version=self.version)
         steps = len(row.context) + sampled - 1  # the last context step also samples
-        _resolve(row.future, Completion(gen, (row.started - row.submitted) * 1e3,
-                                        (now - row.started) * 1e3, steps))
+        queued_ms, generate_ms = (row.started - row.submitted) * 1e3, (now - row.started) * 1e3
+        _resolve(row.future, Result(sample, queued_ms + generate_ms, queued_ms, generate_ms,
+                                    steps))
 
     def fail(self, error: BaseException) -> list[Row]:
         """A step failed: every row's caller gets ``error``; the batch empties."""

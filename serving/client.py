@@ -8,14 +8,14 @@ this process) and ``serving.http_client.HttpClient`` (the inference service,
 messages are short and safe to show to a user.
 
     result = await client.generate("austen", "It is", SamplingParams(seed=1))
-    print(result.generation.text, result.latency_ms)
+    print(result.sample.text, result.latency_ms)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
 
-from genmodels.sampler import Generation, SamplingParams
+from genmodels.sampler import Sample, SamplingParams
 
 # The service's shared-secret header: the HTTP client sends it, the service checks it.
 SECRET_HEADER = "X-Inference-Secret"
@@ -35,8 +35,15 @@ class ModelUnavailable(GenerationError):
 
 @dataclass(frozen=True)
 class Result:
-    generation: Generation
+    """A written text and its timings: what every client returns, and what the engine
+    resolves a request with (the one wrapper around a ``Sample``)."""
+
+    sample: Sample
     latency_ms: float  # from the call to the last character
+    # The engine's own figures (zero over HTTP, whose answer carries them as "timings").
+    queued_ms: float = 0.0  # waiting for a batch slot
+    generate_ms: float = 0.0  # from joining the batch to the last character
+    steps: int = 0  # batch steps the request took part in (context + characters)
 
 
 class GenerationClient(Protocol):

@@ -24,11 +24,12 @@ A seeded request writes the same text alone or among 64 others (and the same tex
 
     engine = Engine(); engine.start()
     fut = engine.submit("austen", "It is", SamplingParams(seed=1))  # concurrent Future
-    print(fut.result().generation.text); engine.stop()
+    print(fut.result().sample.text); engine.stop()
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -40,7 +41,7 @@ from pathlib import Path
 
 from genmodels import registry
 from genmodels.blas_threads import BlasThreads, policy as blas_policy
-from genmodels.sampler import SamplingParams, start_context
+from genmodels.sampler import SamplingParams
 from serving.batch import Batch, NumpyBackend, Row, _resolve
 from serving.client import Busy, GenerationError, ModelUnavailable, Result
 from serving.engine_stats import OnceLog, Stats
@@ -244,7 +245,7 @@ class StyleWorker(Versions):
         newest = self._batches[-1]
         if new:
             for row in new:
-                _encode(row, newest)
+                newest.encode(row)
             newest.admit(new)
         self._pending = []
         self._batches = [b for b in self._batches[:-1] if len(b)] + [newest]
@@ -266,12 +267,6 @@ class StyleWorker(Versions):
         self.stats.chars += n
         if n:  # sweep finished rows now: their slots and counts are current at once
             self.stats.count_gone(batch.admit([]))
-
-
-def _encode(row: Row, batch: Batch) -> None:
-    """Context ids (stop sequence + prime) in the batch's vocabulary, as Sampler does."""
-    row.context, enc = start_context(batch.art.vocab, row.params.stop, row.prime)
-    row.prime, row.dropped = "".join(batch.chars[i] for i in enc.ids), enc.dropped
 
 
 class Engine:
@@ -347,7 +342,7 @@ class Engine:
 
     def submit(self, style: str, prime: str, params: SamplingParams,
                on_chunk=None) -> Future:
-        """The one way a request enters: a concurrent Future of ``batch.Completion``;
+        """The one way a request enters: a concurrent Future of ``client.Result``;
         ``Busy`` at once when full, ``BadParam`` for params this model cannot take. A
         style not loaded yet is loaded first, in the calling thread."""
         params.validate()  # before a model load: bad params cost no disk read
@@ -381,7 +376,7 @@ class EngineClient:
 
     async def submit(self, style: str, prime: str, params: SamplingParams,
                      on_chunk=None) -> asyncio.Future:
-        """``Engine.submit`` as an asyncio future of ``batch.Completion``; cancelling it
+        """``Engine.submit`` as an asyncio future of ``client.Result``; cancelling it
         frees the request's slot. A first use loads the model in a thread, off the loop."""
         if style not in self.engine.loaded():
             await asyncio.to_thread(self.engine.worker, style)
@@ -391,7 +386,8 @@ class EngineClient:
         loop = asyncio.get_running_loop()
         start = loop.time()
         done = await (await self.submit(style, prime, params))
-        return Result(done.generation, (loop.time() - start) * 1000.0)
+        # The latency as the caller saw it: a first use's model load included.
+        return dataclasses.replace(done, latency_ms=(loop.time() - start) * 1000.0)
 
     async def versions(self) -> dict[str, str]:
         return self.engine.versions()

@@ -20,7 +20,7 @@ import time
 
 import aiohttp
 
-from genmodels.sampler import Generation, SamplingParams
+from genmodels.sampler import Sample, SamplingParams
 from serving.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable, Result
 from settings.logs import REQUEST_ID, REQUEST_ID_HEADER
 
@@ -76,11 +76,11 @@ class HttpClient:
             body["seed"] = params.seed
         d = await self._call("POST", "/v1/generate", body)
         try:
-            gen = Generation(prime=d["prime"], text=d["text"], stop_reason=d["stop_reason"],
-                             seed=d["seed"], dropped=d["dropped"], version=d["version"])
+            sample = Sample(prime=d["prime"], text=d["text"], stop_reason=d["stop_reason"],
+                            seed=d["seed"], dropped=d["dropped"], version=d["version"])
         except (KeyError, TypeError):
             raise GenerationError("the inference service sent an unexpected answer") from None
-        return Result(gen, (time.perf_counter() - start) * 1000.0)
+        return Result(sample, (time.perf_counter() - start) * 1000.0)
 
     async def versions(self) -> dict[str, str]:
         data = await self._call("GET", "/v1/styles")

@@ -45,7 +45,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from genmodels.cli import OneLineParser, fail
 from genmodels.sampler import BadParam
 from genmodels.styles import ConfigError, StyleBook, load_styles
-from serving.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable
+from serving.client import SECRET_HEADER, Busy, GenerationError, ModelUnavailable, Result
 from serving.config import inference_settings
 from serving.engine import Engine, EngineClient
 from serving.logfilters import RepeatFilter
@@ -126,8 +126,8 @@ async def _stream(request: web.Request, future, chunks: asyncio.Queue,
     return resp
 
 
-def _answer(style: str, done) -> dict:
-    g = done.generation
+def _answer(style: str, done: Result) -> dict:
+    g = done.sample
     # The version that wrote each text, in the log beside the request.
     log.info("generate style=%s version=%s chars=%d stop=%s queued_ms=%.1f total_ms=%.1f",
              style, g.version, len(g.text), g.stop_reason, done.queued_ms,

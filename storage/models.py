@@ -90,7 +90,7 @@ class Outcome(enum.StrEnum):
 
 
 class StopReason(enum.StrEnum):
-    STOP = "stop"  # the style's stop rule fired (genmodels.sampler.Generation)
+    STOP = "stop"  # the style's stop rule fired (genmodels.sampler.Sample)
     MAX_CHARS = "max_chars"
 
 

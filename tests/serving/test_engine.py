@@ -59,8 +59,8 @@ def test_batch_of_64_writes_what_the_sampler_writes(art):
     try:
         params = mixed_params(64)
         futures = [engine.submit("tiny", PRIMES[i % 4], p) for i, p in enumerate(params)]
-        batched = [f.result(timeout=60).generation for f in futures]
-        alone = [engine.submit("tiny", PRIMES[i % 4], params[i]).result(timeout=60).generation
+        batched = [f.result(timeout=60).sample for f in futures]
+        alone = [engine.submit("tiny", PRIMES[i % 4], params[i]).result(timeout=60).sample
                  for i in (0, 13, 63)]
     finally:
         engine.stop()
@@ -92,8 +92,8 @@ def test_requests_join_and_leave_mid_batch(art, monkeypatch):
     finally:
         engine.stop()
     sampler = Sampler(art)
-    assert short.generation == sampler.generate("a", short_p)
-    assert long.generation == sampler.generate("the ", long_p)
+    assert short.sample == sampler.generate("a", short_p)
+    assert long.sample == sampler.generate("the ", long_p)
     assert loop.stats.batch_rows > loop.stats.steps  # some steps carried both rows
     assert loop.depth() == (0, 0)
 
@@ -125,7 +125,7 @@ def test_cancelled_request_frees_its_slot(art, monkeypatch):
         gate.open = True
         gate.release(1)
         done = engine.submit("tiny", "the", SamplingParams(seed=2, max_chars=20)).result(30)
-        assert done.generation.text
+        assert done.sample.text
         assert loop.stats.requests["cancelled"] == 1
     finally:
         engine.stop()
@@ -151,7 +151,7 @@ def test_cancelling_the_awaiting_task_frees_the_slot(art, monkeypatch):
         return result, loop.stats.requests
 
     result, counts = asyncio.run(scenario())
-    assert result.generation == Sampler(art).generate("a", SamplingParams(seed=5, max_chars=10))
+    assert result.sample == Sampler(art).generate("a", SamplingParams(seed=5, max_chars=10))
     assert counts["cancelled"] == 1 and counts["ok"] == 1
 
 
@@ -170,7 +170,7 @@ def test_a_failed_step_reaches_every_waiter_and_the_loop_survives(art, monkeypat
                 f.result(timeout=30)
         p = SamplingParams(seed=9, max_chars=30)
         after = engine.submit("tiny", "the", p).result(timeout=30)
-        assert after.generation == Sampler(art).generate("the", p)
+        assert after.sample == Sampler(art).generate("the", p)
         assert engine.worker("tiny").stats.requests["error"] == 3
     finally:
         engine.stop()
@@ -201,8 +201,8 @@ def test_hot_reload_keeps_requests_in_flight_on_their_version(artifact_factory, 
         second = engine.submit("tiny", "the", long_p)
         gate.open = True
         gate.release(2)
-        a, b = first.result(timeout=30).generation, second.result(timeout=30).generation
-        c = waiting.result(timeout=30).generation
+        a, b = first.result(timeout=30).sample, second.result(timeout=30).sample
+        c = waiting.result(timeout=30).sample
         wait_for(lambda: len(loop._batches) == 1, "the old version to retire")
     finally:
         engine.stop()
@@ -227,7 +227,7 @@ def test_the_loop_polls_the_registry_marker(artifact_factory, tmp_path, monkeypa
         activate("tiny", "v1")  # nobody calls reload(): the idle loop notices by itself
         wait_for(lambda: loop.version == arts[1].version, "the poll to pick up v1")
         p = SamplingParams(seed=3, max_chars=20)
-        assert engine.submit("tiny", "a", p).result(30).generation == \
+        assert engine.submit("tiny", "a", p).result(30).sample == \
             Sampler(arts[1]).generate("a", p)
     finally:
         engine.stop()
@@ -271,7 +271,7 @@ def test_a_broken_new_version_is_refused_and_the_old_one_served(artifact_factory
         assert loop.version == good.version and loop.stats.reloads == 0
         assert "cannot load" in caplog.text
         p = SamplingParams(seed=1, max_chars=20)
-        assert engine.submit("tiny", "a", p).result(30).generation == \
+        assert engine.submit("tiny", "a", p).result(30).sample == \
             Sampler(good).generate("a", p)
     finally:
         engine.stop()
@@ -290,7 +290,7 @@ def test_one_style_flooded_leaves_the_others_free(artifact_factory, tmp_path, mo
         fut = engine.submit("b", "the", SamplingParams(seed=2, max_chars=10))
         gate.open = True
         gate.release(2)
-        assert fut.result(30).generation == Sampler(b).generate(
+        assert fut.result(30).sample == Sampler(b).generate(
             "the", SamplingParams(seed=2, max_chars=10))
     finally:
         engine.stop()
@@ -330,7 +330,7 @@ def test_the_chat_side_never_imports_tensorflow(bot, env_for, artifact_factory):
         "    c = make_client()\n"
         "    r = await c.generate('tiny', 'the', SamplingParams(seed=1, max_chars=20))\n"
         "    await c.close()\n"
-        "    return type(c).__name__, r.generation.text\n"
+        "    return type(c).__name__, r.sample.text\n"
         "name, text = asyncio.run(go())\n"
         "print(json.dumps({'client': name, 'text': text, 'gpu': gpu_visible(),\n"
         "                  'tf': 'tensorflow' in sys.modules}))\n")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from engine_testing import Server, install_gate, metric_values
 
-import serving.engine as engine_mod
 from genmodels.registry import activate
+from serving.batch import Batch
 from serving.engine import Engine
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,14 +36,14 @@ def book(bot):
 def test_a_loop_survives_any_exception_and_logs_it_once(book, bot, monkeypatch, caplog, where):
     boom = {"left": 20}
     if where == "admit":  # an exception outside the step: nothing caught it before
-        encode = engine_mod._encode
+        encode = Batch.encode
 
-        def failing_encode(row, batch):
+        def failing_encode(batch, row):
             if boom["left"]:
                 boom["left"] -= 1
                 raise RuntimeError("injected loop failure")
-            return encode(row, batch)
-        monkeypatch.setattr(engine_mod, "_encode", failing_encode)
+            return encode(batch, row)
+        monkeypatch.setattr(Batch, "encode", failing_encode)
     else:
         gate = install_gate(monkeypatch)
         gate.open, gate.fail_next = True, 20

@@ -45,7 +45,7 @@ def test_client_talks_to_the_service(setup):
         return result, versions
 
     result, versions = asyncio.run(go())
-    assert result.generation == Sampler(art).generate("the", p)
+    assert result.sample == Sampler(art).generate("the", p)
     assert result.latency_ms > 0
     assert versions == {"tiny": art.version}
 
@@ -114,7 +114,7 @@ def test_retries_when_the_server_dies_then_succeeds():
             return result, s.connections
 
     result, connections = asyncio.run(go())
-    assert result.generation.text == "hello" and result.generation.version == "tiny-v9"
+    assert result.sample.text == "hello" and result.sample.version == "tiny-v9"
     assert connections == 3
 
 

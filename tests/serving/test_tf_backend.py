@@ -40,7 +40,7 @@ def test_engine_runs_on_the_tf_backend_when_asked(artifact_factory, tmp_path):
     engine = Engine(paths={"tiny": art.path}, backend="tensorflow").start()
     try:
         p = SamplingParams(seed=1, max_chars=40, temperature=0.0, stop="none")
-        got = engine.submit("tiny", "the ", p).result(timeout=120).generation
+        got = engine.submit("tiny", "the ", p).result(timeout=120).sample
     finally:
         engine.stop()
     # Greedy: any logit difference (1e-4 here) would have to flip a clear argmax.

@@ -83,7 +83,7 @@ def served_version(style: str) -> str:
             result = await client.generate(style, "the", SamplingParams(seed=1, max_chars=5))
         finally:
             await client.close()
-        return result.generation.version
+        return result.sample.version
     return asyncio.run(ask())
 
 
