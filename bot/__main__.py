@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StorageError) as exc:
         print(f"bot: {exc}".splitlines()[0], file=sys.stderr)
         return 2
-    except ModuleNotFoundError as exc:  # e.g. an adapter not written yet
+    except ModuleNotFoundError as exc:  # an adapter's library is not installed
         print(f"bot: adapter unavailable ({exc})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ same run; 2.20 against 1.75 on a 2-core Xeon).
 So, with ``blas_threads = "auto"``, the engine looks at /proc/stat and its own CPU time
 about once a second: the cores other processes used in that second are taken (time the
 hypervisor gave to other guests counts too), the rest are shared among this process's
-busy model loops (each loop steps in its own thread), at least one each. A number
+busy style workers (each steps in its own thread), at least one each. A number
 instead of "auto" fixes the count. Where /proc/stat does not exist, "auto"
 keeps the count the process started with (``genmodels/__init__`` makes that one).
 
@@ -81,7 +81,7 @@ def policy(setting: str | int = "auto") -> BlasThreads:
 
 
 class BlasThreads:
-    """Sets OpenBLAS's (process-wide) thread count for the engine's model loops and the
+    """Sets OpenBLAS's (process-wide) thread count for the engine's style workers and the
     sampler; ``tick`` never raises."""
 
     def __init__(self, setting: str | int = "auto"):

@@ -1,15 +1,16 @@
 """Where each style's active model lives on disk: the contract between retraining and serving.
 
 Shipped models sit in ``models/STYLE/`` (an artifact folder, committed). Retraining
-(issue 6) publishes new versions under ``var/models/STYLE/VERSION/`` and activates one by
-atomically replacing the marker file ``var/models/STYLE/ACTIVE`` (its text is the
-version folder name). Serving (issue 5) calls ``active_path`` and reloads when the
+(``training/retrain.py``) publishes new versions under ``var/models/STYLE/VERSION/`` and
+activates one by atomically replacing the marker file ``var/models/STYLE/ACTIVE`` (its
+text is the version folder name), so a reader sees the old version or the new one, never
+half of one. Serving (``serving/engine.py``) calls ``active_path`` and reloads when the
 answer changes; without a marker, or when it names a missing folder, the shipped model
 is served. A marker that cannot be read (not UTF-8, a folder) raises ``MarkerError``;
 ``candidates`` lists every version to fall back to, newest first.
 
 ``load`` and ``active_artifact`` are the one cache of loaded artifacts: the engine's
-loops and the neuron pictures share it, so a process holds a served model once, and
+style workers and the neuron pictures share it, so a process holds a served model once, and
 ``stamp`` is the one rule for "this folder changed since it was loaded".
 
     python -c "from genmodels.registry import active_path; print(active_path('austen'))"

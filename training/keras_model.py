@@ -1,7 +1,8 @@
 """The Keras definition of the char-LSTM, and weight transfer to/from artifact arrays.
 
-Imported by training (and the future GPU backend) only: it imports TensorFlow/Keras.
-The sampling path uses ``genmodels.kernel`` on the same arrays instead.
+Imported by training only, as it imports TensorFlow/Keras: the sampler and the engine
+step the same arrays with ``genmodels.kernel`` (or ``serving/tf_backend.py`` on a GPU),
+so the chat side never loads Keras.
 """
 from __future__ import annotations
 
