@@ -129,9 +129,9 @@ class StyleWorker(Versions):
                "heartbeat_age_s": round(age, 3), "errors": self.stats.errors,
                "last_error": self.stats.last_error or None}
         if not alive:
-            out["reason"] = "its engine loop is not running"
+            out["reason"] = "its worker thread is not running"
         elif age >= STALE_S:
-            out["reason"] = f"its engine loop has not beaten for {age:.0f} s"
+            out["reason"] = f"its worker thread has not beaten for {age:.0f} s"
         return out
 
     # -- the loop -----------------------------------------------------------------------
@@ -206,7 +206,7 @@ class StyleWorker(Versions):
         request it may have touched: the next round starts from empty batches."""
         line = self.stats.error(exc)
         self._said.say(f"{self.style}/loop", logging.ERROR,
-                       f"{self.style}: engine loop error, its requests failed: {line}", exc)
+                       f"{self.style}: worker error, its requests failed: {line}", exc)
         err = GenerationError(f"generation failed ({type(exc).__name__}); try again")
         with self._cond:
             stepping = {id(r) for b in self._batches for r in b.rows}

@@ -1,4 +1,4 @@
-"""What one style's engine loop counts and reports: request outcomes, steps, latency,
+"""What one style's worker counts and reports: request outcomes, steps, latency,
 errors (for ``/metrics`` and ``/healthz``), and ``OnceLog``, which keeps a problem that
 repeats every step or poll to one log line while it lasts.
 

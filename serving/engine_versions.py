@@ -1,4 +1,4 @@
-"""Which model version a style's engine loop serves, and switching versions safely.
+"""Which model version a style's worker serves, and switching versions safely.
 
 At start-up the loop serves the active version (``registry.active_path``). If that
 version does not load (NaN weights, a corrupt file) or the ACTIVE marker cannot be read,

@@ -80,7 +80,7 @@ SPEC = {
             "summary": "Write text in a style.",
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/GenerateRequest"}}}},
-            "responses": {"200": _json({"$ref": "#/components/schemas/Generation"},
+            "responses": {"200": _json({"$ref": "#/components/schemas/GenerateResponse"},
                                        "The text (or NDJSON lines with stream)."),
                           **_errors(400, 401, 404, 408, 413, 429, 503)}}},
         "/v1/styles": {"get": {"summary": "Every style and the version it serves.",
@@ -93,7 +93,7 @@ SPEC = {
         "/metrics": {"get": {"summary": "Prometheus text format (OpenMetrics on request).",
                              "responses": {"200": {"description": "The counters."}}}},
     },
-    "components": {"schemas": {"GenerateRequest": _REQUEST, "Generation": _ANSWER,
+    "components": {"schemas": {"GenerateRequest": _REQUEST, "GenerateResponse": _ANSWER,
                                "Error": _ERROR},
                    "securitySchemes": {"secret": {"type": "apiKey", "in": "header",
                                                   "name": "X-Inference-Secret"}}},

@@ -15,7 +15,7 @@ Routes (JSON unless said otherwise; ``GET /openapi.json`` describes them):
   text is written (they add up to a prefix of it), then the full answer as above.
 * ``GET /v1/styles``, ``GET /metrics`` (Prometheus text format: ``serving/metrics.py``),
   ``GET /openapi.json``.
-* ``GET /healthz``: 200 when every configured style is loaded and its engine loop runs
+* ``GET /healthz``: 200 when every configured style is loaded and its worker thread runs
   and beat recently, else 503; either way ``{"ok", "not_ready": [...], "styles": {...}}``.
 
 Binds to loopback by default. On any other address the shared secret in

@@ -141,7 +141,7 @@ def test_openapi_describes_the_request_and_the_answer(setup):
     post = spec["paths"]["/v1/generate"]["post"]
     assert {"200", "400", "404", "413", "429", "503"} <= set(post["responses"])
     schemas = spec["components"]["schemas"]
-    request, generation = schemas["GenerateRequest"], schemas["Generation"]
+    request, generation = schemas["GenerateRequest"], schemas["GenerateResponse"]
     assert set(request["properties"]) == set(FIELDS) and request["required"] == ["style"]
     assert set(generation["required"]) == set(answer)
     assert set(generation["properties"]["timings"]["required"]) == set(answer["timings"])

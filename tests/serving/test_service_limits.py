@@ -138,7 +138,7 @@ def test_healthz_is_200_only_when_every_style_is_ready(every_style, bot, monkeyp
     assert all(h["ready"] and h["version"] for h in body["styles"].values())
     body = json.loads(stopped[1])
     assert stopped[0] == 503 and body["not_ready"] == ["fable_fox"]
-    assert body["styles"]["fable_fox"]["reason"] == "its engine loop is not running"
+    assert body["styles"]["fable_fox"]["reason"] == "its worker thread is not running"
 
 
 def test_healthz_names_a_style_whose_loop_is_stuck_or_whose_model_is_missing(bot, monkeypatch):
