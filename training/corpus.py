@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from genmodels.vocab import Vocabulary
+from settings import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("CORPUS_CACHE") or ROOT / "var" / "cache")  # env: tests, jobs
 _FLUSH_CHARS = 1 << 20
 

@@ -27,13 +27,13 @@ from genmodels.config import ModelConfig, TrainConfig
 from genmodels.sampler import start_text
 from genmodels.styles import Style, StyleBook
 from genmodels.vocab import Vocabulary
+from settings import ROOT
 from training import base_corpus, corpus as corpora, warm
 from training.data import train_dataset
 from training.evaluate import bits, val_loss
 from training.keras_model import build_model, get_weights, set_weights
 from training.plots import plot_history
 
-ROOT = Path(__file__).resolve().parent.parent
 # TRAINING_RUNS: the scheduler gives each retrain its own checkpoint folder.
 RUNS = Path(os.environ.get("TRAINING_RUNS") or ROOT / "var" / "runs")
 VAL_LIMIT_PER_EPOCH = 131072  # chars scored after each epoch; the final score uses all

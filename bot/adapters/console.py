@@ -21,8 +21,8 @@ from pathlib import Path
 from bot.commands import Command
 from bot.core import Core
 from bot.messages import Context, Reply, Request, UserError
+from settings import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PICTURES = ROOT / "var" / "console"
 USER = CHAT = "local"
 
