@@ -236,8 +236,10 @@ def baseline(style, book, orders=DEFAULT_ORDERS,
              cache: Path | None = None) -> dict[int, float]:
     """Held-out nats/char of ``style`` per n-gram order; stored for ``cached_baseline``."""
     from genmodels.vocab import Vocabulary
-    from training import corpus as corpora
+    from training import base_corpus, corpus as corpora
 
+    if style.sources:  # a base model: its corpus is written from its styles' training text
+        base_corpus.build(style, book)
     cache = cache or corpora.CACHE
     orders = sorted(set(orders))
     exclude = _exclude(style, book)

@@ -131,3 +131,15 @@ def test_warm_gives_an_existing_artifact_its_start_state(bot, run_cli):
     assert (bot.models / "tiny" / "loss.png").read_bytes() == b"plot"
     for name, value in art.weights.items():  # the model itself is untouched
         assert (back.weights[name] == value).all()
+
+
+def test_a_bases_baseline_writes_its_corpus_first(based, tmp_path):
+    """``training baseline BASE`` on a fresh checkout: no corpus file yet, as after clone."""
+    from training.ngram import baseline
+
+    book = based.book()
+    base = book.get("lang")
+    assert not base.corpus.exists()
+    nats = baseline(base, book, [2, 3], cache=tmp_path / "cache")
+    assert base.corpus.exists() and set(nats) == {2, 3}
+    assert all(0 < v < 10 for v in nats.values())
