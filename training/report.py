@@ -61,7 +61,10 @@ def _recipe_line(style: Style, book: StyleBook, doc_dir: Path) -> str:
     how = f"fine-tuned from `{cfg.parent}`" if cfg.parent else "from scratch"
     on = f", on the training parts of {', '.join(style.sources)}" if style.sources else ""
     art, curve = _load(style), style.model_dir / "loss.png"
-    trained = (f"trained {art.metrics.get('train_seconds', 0) / 60:.1f} min"
+    # What ships may differ from the plan: a version continued from an earlier one
+    # (``train --init``) names that version as its parent.
+    trained = (f"shipped version trained {art.metrics.get('train_seconds', 0) / 60:.1f} min "
+               f"from {f'`{art.parent_version}`' if art.parent_version else 'random weights'}"
                if art else "not trained")
     plot = f" ([loss curve]({link(curve, doc_dir)}))" if curve.is_file() else ""
     return (f"{what}: {cfg.minutes:g} min {how}, batch {cfg.batch_size}, peak lr "

@@ -4,9 +4,11 @@ Every figure below is written by hand into the quality files and artifacts, so e
 cell of the document can be checked exactly.
 """
 import json
+import re
 
 import pytest
 
+from genmodels import artifact as artifacts
 from training import base_corpus, corpus as corpora, ngram, report, report_results as results
 
 BASE = """
@@ -134,14 +136,21 @@ def test_bases_table_and_its_cached_baseline(setup, tmp_path, monkeypatch):
 
 
 def test_the_recipe_follows_the_config_and_shows_the_curves(setup):
+    fox_dir = setup.book().get("fable_fox").model_dir
+    fox = artifacts.load(fox_dir)  # shipped: continued from an earlier version, say
+    fox.parent_version = "fable_fox-earlier"
+    fox.save(fox_dir)
     doc = report.document(setup.book())
     recipe = doc[doc.index("## Recipe"):doc.index("## Published")]
     assert ("\n- base `english`: 3 min from scratch, batch 128, peak lr 0.004, dropout 0, "
-            "on the training parts of tiny, fable_owl; trained 3.0 min "
+            "on the training parts of tiny, fable_owl; shipped version trained 3.0 min "
+            "from random weights "
             "([loss curve](../models/base_english/loss.png))\n") in recipe
     assert "\n  - `/tiny`: 0.2 min fine-tuned from `english`, batch 8," in recipe
     assert "(../models/tiny/loss.png)" in recipe
     assert "\n    - `/fable fox`: 0.05 min fine-tuned from `tiny`" in recipe  # a variant
+    assert re.search(r"`/fable fox`: .*; shipped version trained [\d.]+ min from "
+                     r"`fable_fox-earlier`\n", recipe)
     assert "\n  - `/fable owl`" not in recipe and "\n- `/fable owl`: 0.2 min from scratch" \
         in recipe
     assert "(7.0, 1.819), (11.9, 1.505)" in recipe
