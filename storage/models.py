@@ -263,7 +263,10 @@ class SettingChange(Base):
 
 
 class ModelVersion(Base):
-    """A trained artifact the registry knows; at most one is active per style."""
+    """A trained artifact the registry knows; at most one is active per style.
+
+    The active row is the style's pointer: every inference process serves it (promotion
+    and rollback change it in one transaction, training/registry_ops.py)."""
 
     __tablename__ = "model_versions"
     __table_args__ = (
@@ -276,7 +279,12 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     style: Mapped[str] = mapped_column(String(STYLE_LEN), index=True)
     version: Mapped[str] = mapped_column(String(VERSION_LEN), unique=True)
+    # A folder on this machine, or the version's place in the model store
+    # ("s3://bucket/prefix/STYLE/VERSION", genmodels/store.py).
     artifact_path: Mapped[str] = mapped_column(String(512))
+    # The artifact's digest recorded at publication (genmodels/store.py: ``digest``); a
+    # download that does not match it is refused. None: published before it was kept.
+    sha256: Mapped[str | None] = mapped_column(String(64))
     val_loss: Mapped[float | None] = mapped_column(Float)  # nats/char on held-out text
     parent_version: Mapped[str | None] = mapped_column(String(VERSION_LEN))
     status: Mapped[str] = mapped_column(String(16), default=VersionStatus.CANDIDATE.value)

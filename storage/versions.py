@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,14 +30,22 @@ from storage.models import (
 )
 from storage.records import MAX_ERROR_CHARS, check_choice, check_float, clean_text
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
 
 def register_model_version(session: Session, *, style: str, version: str,
                            artifact_path: str, val_loss: float | None = None,
                            parent_version: str | None = None,
-                           created_at: dt.datetime | None = None) -> ModelVersion:
-    """Add a candidate version; registering the same version again returns the existing row."""
+                           created_at: dt.datetime | None = None,
+                           sha256: str | None = None) -> ModelVersion:
+    """Add a candidate version; registering the same version again returns the existing row.
+
+    ``artifact_path``: a folder or a model-store location; ``sha256``: the artifact's
+    digest, checked by every machine that downloads it."""
     if not style or len(style) > STYLE_LEN or not version or len(version) > VERSION_LEN:
         raise InvalidInput(f"bad style {style!r} or version {version!r}")
+    if sha256 is not None and not SHA256.fullmatch(sha256):
+        raise InvalidInput(f"sha256 must be 64 lowercase hex digits, not {sha256[:80]!r}")
     if created_at is not None and created_at.tzinfo is None:
         raise InvalidInput("created_at must be an aware datetime")
     existing = session.execute(
@@ -49,7 +58,7 @@ def register_model_version(session: Session, *, style: str, version: str,
     row = ModelVersion(style=style, version=version, artifact_path=str(artifact_path),
                        val_loss=check_float("val_loss", val_loss),
                        parent_version=parent_version, status=VersionStatus.CANDIDATE.value,
-                       created_at=created_at or utcnow())
+                       created_at=created_at or utcnow(), sha256=sha256)
     session.add(row)
     session.flush()
     return row
