@@ -2,8 +2,8 @@
 
 The in-process batching engine (``serving.engine.EngineClient``) by default, or the
 HTTP inference service (``serving.http_client.HttpClient``) when ``[inference] url``
-is set. ``Core.from_config`` calls it; both clients implement
-``serving.client.GenerationClient``, which knows neither.
+(one service) or ``urls`` (replicas, balanced) is set. ``Core.from_config`` calls it;
+both clients implement ``serving.client.GenerationClient``, which knows neither.
 
     python -c "from bot.wiring import make_client; print(type(make_client()).__name__)"
 """
@@ -20,9 +20,9 @@ def make_client(config: str | Path | None = None) -> GenerationClient:
     """The client config.toml (``$BOT_CONFIG``) asks for; ``ValueError`` for a bad
     ``[inference]`` table."""
     cfg = inference_settings(config)
-    if cfg["url"]:
+    if cfg["urls"]:
         from serving.http_client import HttpClient  # only the chosen client is loaded
-        return HttpClient(cfg["url"], timeout_s=float(cfg["timeout_s"]),
+        return HttpClient(cfg["urls"], timeout_s=float(cfg["timeout_s"]),
                           retries=cfg["retries"], secret=os.environ.get("INFERENCE_SECRET"))
     from serving.engine import Engine, EngineClient
     return EngineClient(Engine.from_settings(cfg))

@@ -166,7 +166,10 @@ class Bandit(Table, frozen=True):
 
 
 class Inference(Table, frozen=True):
-    url: str = ""  # "": the batching engine in this process
+    # Neither: the batching engine in this process. Both at once is refused, and each
+    # must be an http(s) URL (serving/config.py).
+    url: str = ""  # one service (the same as urls = [url])
+    urls: tuple[str, ...] = ()  # replicas, balanced by least outstanding requests
     timeout_s: float = 60.0
     retries: int = 2
     max_batch: int = 256
