@@ -13,17 +13,26 @@ is served. A marker that cannot be read (not UTF-8, a folder) raises ``MarkerErr
 style workers and the neuron pictures share it, so a process holds a served model once, and
 ``stamp`` is the one rule for "this folder changed since it was loaded".
 
+On more than one machine (``[store] url`` names an object store, genmodels/store.py) the
+truth is the database's active row of each style, not a marker on one disk: the process
+calls ``follow`` with a source of ``Pointer``s (serving/model_follow.py reads them from
+the database; this package imports no storage code) and ``active_artifact`` and the
+engine serve what it names, fetched once into the local cache and checked.
+
     python -c "from genmodels.registry import active_path; print(active_path('austen'))"
 """
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: loading artifacts needs NumPy, imported when used
     from genmodels.artifact import Artifact
+    from genmodels.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models"
@@ -135,7 +144,64 @@ def load(path: Path) -> Artifact:
     return art
 
 
+@dataclass(frozen=True)
+class Pointer:
+    """A style's active version as the database names it, and where the store keeps it."""
+
+    style: str
+    version: str
+    location: str  # a folder, or "s3://..." (genmodels/store.py)
+    sha256: str | None  # recorded at publication; None: not checked
+
+
+PointerSource = Callable[[str], "Pointer | None"]  # style -> its active version, if any
+_follow: tuple[PointerSource, Store] | None = None
+
+
+def follow(source: PointerSource | None, store: Store | None = None) -> None:
+    """Serve what ``source`` names (fetched from ``store``) instead of the marker;
+    ``follow(None)`` goes back to the marker. Once per process, before serving."""
+    global _follow
+    if source is None:
+        _follow = None
+        return
+    if store is None:
+        raise ValueError("follow(source) needs the store the versions are fetched from")
+    _follow = (source, store)
+
+
+def following() -> bool:
+    """Whether ``follow`` installed a source (the database decides, not the marker)."""
+    return _follow is not None
+
+
+def pointer(style: str) -> Pointer | None:
+    """The database's active version of ``style`` when ``follow`` was called, else None
+    (then the marker decides). Whatever the source raises (a database down) propagates."""
+    return None if _follow is None else _follow[0](style)
+
+
+def fetch(target: Pointer) -> Path:
+    """A local folder holding ``target``: downloaded once and checked against its sha256
+    (``StoreError`` if it cannot be fetched, does not match or does not load)."""
+    if _follow is None:
+        raise RuntimeError("fetch needs follow(source, store) first")
+    return _follow[1].fetch(target.location, target.sha256)
+
+
 def active_artifact(style: str, shipped: Path | None = None) -> Artifact:
-    """The artifact ``style`` serves now (registry marker or shipped), cached until its
-    folder changes (``load``). Raises ``ArtifactError`` if there is none."""
+    """The artifact ``style`` serves now (the followed pointer, else the registry marker
+    or shipped), cached until its folder changes (``load``). Raises ``ArtifactError`` if
+    there is none or its version cannot be fetched."""
+    from genmodels.artifact import ArtifactError  # NumPy: loading needs it anyway
+    from genmodels.store import StoreError
+
+    try:
+        target = pointer(style)
+        if target is not None:
+            return load(fetch(target))
+    except (ArtifactError, StoreError) as exc:
+        raise ArtifactError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the pointer's source failed (database down)
+        raise ArtifactError(f"cannot read the active version of {style}: {exc}") from None
     return load(active_path(style, shipped))

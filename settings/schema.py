@@ -189,6 +189,18 @@ class Redis(Table, frozen=True):
     key_prefix: Annotated[str, Meta(min_length=1)] = "stylebot:"
 
 
+class Store(Table, frozen=True):
+    """Where published model versions live (genmodels/store.py). Credentials come only
+    from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)."""
+
+    # MODEL_STORE_URL in the environment wins. "": this machine's var/models (one
+    # machine); "s3://BUCKET/PREFIX": an object store every machine reads.
+    url: str = ""
+    endpoint_url: str = ""  # "": AWS itself; else e.g. "http://127.0.0.1:9000" (MinIO)
+    region: str = ""  # "": boto3's default (AWS_DEFAULT_REGION)
+    cache: str = ""  # downloaded versions; "": var/cache/models (MODEL_CACHE wins)
+
+
 class Config(Table, frozen=True):
     """The whole of config.toml; every table is optional."""
 
@@ -207,6 +219,7 @@ class Config(Table, frozen=True):
     bandit: Bandit = Bandit()
     inference: Inference = Inference()
     redis: Redis = Redis()
+    store: Store = Store()
 
 
 def given(table: Table) -> dict:

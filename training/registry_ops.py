@@ -1,10 +1,15 @@
 """Model registry operations shared by the scheduler and the chat core's admin commands.
 
-The registry is two things kept in step: the ``model_versions`` rows (storage/versions.py:
-status, val loss, lineage) and the folders ``var/models/STYLE/VERSION/`` with the
-``ACTIVE`` marker that serving reads (genmodels/registry.py). This module is NumPy- and
-TensorFlow-free, so the chat process may import it; every function taking a ``session``
-is a unit of work for ``Database.run`` (it only flushes; the caller commits).
+The registry is the ``model_versions`` rows (storage/versions.py: status, val loss,
+lineage, sha256) and the artifacts they name. The active row of a style is the truth;
+on one machine (no ``[store] url``) the artifacts are folders ``var/models/STYLE/VERSION/``
+and the ``ACTIVE`` marker that serving reads (genmodels/registry.py) is written in the
+same transaction; with an object store (genmodels/store.py) the rows name
+``s3://...`` locations and every inference process follows the active row itself
+(serving/model_follow.py), so promotion and rollback are that one transaction. This
+module is NumPy- and TensorFlow-free, so the chat process may import it; every function
+taking a ``session`` is a unit of work for ``Database.run`` (it only flushes; the caller
+commits). ``store``: the model store (default: config.toml's, ``open_store``).
 
     await db.run(rollback, "austen")            # -> ("austen-...new", "austen-...old")
     await db.run(queue_retrain, "austen", by_user_id=admin_id)
@@ -29,6 +34,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from genmodels import registry
+from genmodels.store import Store, StoreError, open_store
 from storage.errors import InvalidInput, NotFound
 from storage.models import (
     STYLE_LEN,
@@ -54,19 +60,42 @@ UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 WORK_DIR = re.compile(r"^\.work-(\d+)$")  # a run's scratch folder: STYLE/.work-RUN_ID
 
 
-def on_disk(row: ModelVersion) -> bool:
-    return (Path(row.artifact_path) / "model.json").is_file()
+def remote(row: ModelVersion) -> bool:
+    """Whether the row names a place in an object store rather than a folder here."""
+    return row.artifact_path.startswith("s3://")
 
 
-def servable(row: ModelVersion) -> bool:
-    """On disk and loads (no NaN or inf weights, readable files): fit to activate."""
+def on_disk(row: ModelVersion, store: Store | None = None) -> bool:
+    """Its artifact is there: the folder on this machine, or the object in the store."""
+    if not remote(row):
+        return (Path(row.artifact_path) / "model.json").is_file()
+    store = store or open_store()
+    return store.remote and store.has(row.artifact_path)
+
+
+def fetch(row: ModelVersion, store: Store | None = None) -> Path:
+    """A local folder holding ``row``'s artifact, checked against its recorded sha256
+    and loaded once (``StoreError``: missing, corrupted, NaN or inf weights)."""
+    if not remote(row):
+        from genmodels.store import LocalStore
+
+        return LocalStore().fetch(row.artifact_path, row.sha256)
+    store = store or open_store()
+    if not store.remote:
+        raise StoreError(f"{row.artifact_path}: no object store is configured "
+                         f"([store] url) to fetch it from")
+    return store.fetch(row.artifact_path, row.sha256)
+
+
+def servable(row: ModelVersion, store: Store | None = None) -> bool:
+    """Present, matching its sha256 and loading (no NaN or inf weights): fit to activate."""
     from genmodels.artifact import ArtifactError, load  # NumPy only when rolling back
 
-    if not on_disk(row):
+    if not on_disk(row, store):
         return False
     try:
-        load(row.artifact_path)
-    except ArtifactError:
+        load(fetch(row, store))
+    except (ArtifactError, StoreError):
         return False
     return True
 
@@ -80,27 +109,37 @@ def mark_active(row: ModelVersion, root: Path | None = None) -> Path:
                              root=folder.parent.parent if root is None else root)
 
 
-def promote(session: Session, version: str, root: Path | None = None) -> ModelVersion:
+def promote(session: Session, version: str, root: Path | None = None,
+            store: Store | None = None) -> ModelVersion:
     """Serve ``version``: its row becomes the style's active one (the previous one is
-    retired), then the ACTIVE marker that serving reads points at its folder.
+    retired); a version in a folder also gets the ACTIVE marker pointed at it.
 
     The one place a version is promoted (a retrain's winner, the served model
-    registered, a rollback). The marker is written after the row change is flushed,
-    inside the caller's transaction: if it cannot be written, nothing changes.
+    registered, a rollback). The version is checked first (its sha256, finite weights;
+    one in the store is fetched to do so), and the marker is written after the row
+    change is flushed, inside the caller's transaction: if either fails, nothing
+    changes. Inference processes following the database see it at commit.
     """
     promote_model_version(session, version)
     row = get_model_version(session, version)
-    mark_active(row, root)
+    if remote(row):
+        fetch(row, store)  # what every machine will download: refuse it here if broken
+    else:
+        if row.sha256 is not None:
+            fetch(row, store)
+        mark_active(row, root)
     return row
 
 
-def rollback(session: Session, style: str, root: Path | None = None) -> tuple[str, str]:
+def rollback(session: Session, style: str, root: Path | None = None,
+             store: Store | None = None) -> tuple[str, str]:
     """Re-activate the version before the active one; (from_version, to_version).
 
     "Before" is by creation time among versions that were once active and are still on
-    disk and load (a corrupt one is skipped), so repeated rollbacks walk back through
-    history instead of flipping between two versions. The DB row and the ACTIVE marker
-    change together (``promote``).
+    disk or in the store and load (a corrupt one is skipped), so repeated rollbacks walk
+    back through history instead of flipping between two versions. The DB row and the
+    ACTIVE marker change together (``promote``); any machine sharing the database and
+    the store may roll back.
     """
     current = active_model_version(session, style)
     if current is None:
@@ -109,10 +148,11 @@ def rollback(session: Session, style: str, root: Path | None = None) -> tuple[st
         ModelVersion.style == style, ModelVersion.status == VersionStatus.RETIRED.value,
         ModelVersion.promoted_at.is_not(None), ModelVersion.created_at < current.created_at)
         .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())).scalars()
-    target = next((row for row in earlier if servable(row)), None)
+    target = next((row for row in earlier if servable(row, store)), None)
     if target is None:
-        raise NotFound(f"{style} has no earlier version on disk to roll back to")
-    promote(session, target.version, root)
+        where = "in the store" if remote(current) else "on disk"
+        raise NotFound(f"{style} has no earlier version {where} to roll back to")
+    promote(session, target.version, root, store)
     return current.version, target.version
 
 
@@ -126,28 +166,33 @@ class VersionInfo:
     parent_version: str | None
     created_at: dt.datetime
     promoted: bool  # was active at some time
-    on_disk: bool
+    on_disk: bool  # or in the store, for a version kept there
     requests: int = 0
     up: int = 0
     down: int = 0
+    in_store: bool = False  # kept in the object store, not in a folder
 
     def line(self) -> str:
         loss = "?" if self.val_loss is None else f"{self.val_loss:.4f}"
         mark = {"active": "*", "candidate": "?", "retired": " "}.get(self.status, " ")
-        gone = "" if self.on_disk else ", removed from disk"
+        gone = "" if self.on_disk else (", missing from the store" if self.in_store
+                                         else ", removed from disk")
         return (f"{mark} {self.version}  val {loss} nats/char  +{self.up}/-{self.down} "
                 f"({self.requests} requests)  {self.status}{gone}")
 
 
-def list_versions(session: Session, style: str, limit: int = 20) -> list[VersionInfo]:
+def list_versions(session: Session, style: str, limit: int = 20,
+                  store: Store | None = None) -> list[VersionInfo]:
     """The style's versions, newest first, with val loss, lineage and ratings."""
     usage = {s.key: s for s in version_stats(session, style=style)}
     out = []
     for row in list_model_versions(session, style)[:limit]:
         u = usage.get(row.version)
         out.append(VersionInfo(row.version, row.status, row.val_loss, row.parent_version,
-                               row.created_at, row.promoted_at is not None, on_disk(row),
-                               u.requests if u else 0, u.up if u else 0, u.down if u else 0))
+                               row.created_at, row.promoted_at is not None,
+                               on_disk(row, store),
+                               u.requests if u else 0, u.up if u else 0, u.down if u else 0,
+                               remote(row)))
     return out
 
 

@@ -15,9 +15,10 @@ The steps, each leaving the served model untouched until the last:
    (``python -m training evaluate --model ACTIVE``), so a changed corpus cannot fool
    the gate; the candidate is **promoted only if its val loss is lower by at least
    the margin**, else it is kept as a retired candidate;
-5. the candidate folder is renamed into ``var/models/STYLE/VERSION`` (atomic), the DB
-   rows change and the ACTIVE marker is replaced in one transaction, old versions are
-   pruned, and the notifiers hear a one-line summary.
+5. the candidate folder is renamed into ``var/models/STYLE/VERSION`` (atomic) and its
+   sha256 recorded; with an object store (``[store] url``) it is uploaded there first.
+   The DB rows change (and, on one machine, the ACTIVE marker is replaced) in one
+   transaction, old local folders are pruned, and the notifiers hear a one-line summary.
 
 While it runs, a thread renews the run's lease (``heartbeat_at``, training/lifecycle.py)
 and every child is started so that it dies with this process, even by ``kill -9``.
@@ -44,6 +45,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from genmodels import artifact as artifacts, registry
+from genmodels.store import Store, digest, open_store
 from genmodels.styles import StyleBook
 from storage.errors import InvalidInput
 from storage.models import RunStatus
@@ -133,6 +135,7 @@ class Retrainer:
     book: StyleBook
     schedule: ScheduleConfig
     root: Path | None = None  # the registry (default: genmodels.registry.registry_root())
+    store: Store | None = None  # where versions are published (default: config.toml's)
     python: str = sys.executable
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the children
     child: subprocess.Popen | None = None  # the training process while one runs
@@ -142,6 +145,12 @@ class Retrainer:
     @property
     def registry_root(self) -> Path:
         return self.root or registry.registry_root()
+
+    @property
+    def model_store(self) -> Store:
+        if self.store is None:
+            self.store = open_store(self.book.path)
+        return self.store
 
     def run(self, style: str, trigger: str = "manual", run_id: int | None = None,
             minutes: float | None = None, by_user_id: int | None = None) -> RunResult:
@@ -219,10 +228,14 @@ class Retrainer:
         """The active version, registering the served one first if the DB has none."""
         with self.sessions.begin() as s:
             row = active_model_version(s, style)
-            if row is not None and registry_ops.on_disk(row):
-                registry_ops.mark_active(row)  # the marker follows the database
-                art = artifacts.load(row.artifact_path)
-                return Active(row.version, Path(row.artifact_path), art.corpus.get("sha256"))
+            if row is not None and registry_ops.on_disk(row, self.model_store):
+                if registry_ops.remote(row):  # a local copy to train from and score
+                    folder = registry_ops.fetch(row, self.model_store)
+                else:
+                    registry_ops.mark_active(row)  # the marker follows the database
+                    folder = Path(row.artifact_path)
+                art = artifacts.load(folder)
+                return Active(row.version, folder, art.corpus.get("sha256"))
         served = registry.active_path(style, shipped=self.book.get(style).model_dir.parent,
                                       root=self.registry_root)
         try:
@@ -234,11 +247,12 @@ class Retrainer:
             tmp = path.with_name(f".{art.version}.copy-{os.getpid()}")
             shutil.copytree(served, tmp, dirs_exist_ok=True)
             os.replace(tmp, path)
+        where, sha = self._store(style, art.version, path)
         with self.sessions.begin() as s:
             register_model_version(s, style=style, version=art.version,
-                                   artifact_path=str(path), val_loss=_val(art),
-                                   parent_version=art.parent_version)
-            registry_ops.promote(s, art.version, self.registry_root)
+                                   artifact_path=where, val_loss=_val(art),
+                                   parent_version=art.parent_version, sha256=sha)
+            registry_ops.promote(s, art.version, self.registry_root, self.model_store)
         log.info("%s: registered the served model %s as active", style, art.version)
         return Active(art.version, path, art.corpus.get("sha256"))
 
@@ -317,14 +331,22 @@ class Retrainer:
         """Rename the candidate into the registry, register it, maybe activate it."""
         path = self.registry_root / style / candidate.version
         os.replace(candidate.path, path)  # same file system: atomic
+        where, sha = self._store(style, candidate.version, path)
         with self.sessions.begin() as s:
             register_model_version(s, style=style, version=candidate.version,
-                                   artifact_path=str(path), val_loss=_val(candidate),
-                                   parent_version=active.version)
+                                   artifact_path=where, val_loss=_val(candidate),
+                                   parent_version=active.version, sha256=sha)
             if promote:  # inside the transaction: without the marker nothing changes
-                registry_ops.promote(s, candidate.version, self.registry_root)
+                registry_ops.promote(s, candidate.version, self.registry_root,
+                                     self.model_store)
             else:
                 retire_model_version(s, candidate.version)
+
+    def _store(self, style: str, version: str, path: Path) -> tuple[str, str]:
+        """(where the row says the version is, its sha256): the folder itself on one
+        machine; uploaded to the object store before any row names it otherwise."""
+        sha = digest(path)
+        return self.model_store.publish(path, style, version), sha
 
     def _prune(self, style: str, keep: int) -> list[str]:
         with self.sessions.begin() as s:
