@@ -257,3 +257,33 @@ def test_with_no_store_configured_nothing_changes(tmp_path, committed, monkeypat
         assert not registry_ops.on_disk(row, LocalStore())
     model_follow.reset()
 
+
+
+def test_retraining_publishes_to_the_store_and_b_serves_it(committed, machines, bot):
+    """The retrainer on A: the served (shipped) model is uploaded and registered with its
+    sha256 the first time, a candidate is uploaded before its row names it, and a later
+    run trains from a copy fetched back from the store; B serves the winner."""
+    from training.retrain import Active, Retrainer
+    from training.schedule_config import ScheduleConfig
+
+    a, b = machines
+    shipped = bot.save_artifact("tiny")
+    trainer = Retrainer(committed, bot.book(), ScheduleConfig(), root=a.registry,
+                        store=a.store)
+    active = trainer._ensure_active("tiny")
+    assert active.version == shipped.version
+    with committed.begin() as s:
+        row = active_model_version(s, "tiny")
+        assert row.artifact_path == a.store.location("tiny", shipped.version)
+        assert row.sha256 == digest(bot.models / "tiny")
+    candidate = make_artifact(bot.corpora.joinpath("tiny.txt").read_text(), seed=5)
+    candidate.version = "tiny-cand"
+    candidate.save(a.root / "work" / "candidate")
+    trainer._publish("tiny", candidate, Active(active.version, active.path), promote=True)
+    engine = engine_on(b, committed)
+    try:
+        assert written_by(engine) == "tiny-cand"
+    finally:
+        engine.stop()
+    again = trainer._ensure_active("tiny")  # from the store into A's cache, checked
+    assert (again.version, again.path) == ("tiny-cand", a.store.cache / "tiny-cand")
