@@ -134,24 +134,54 @@ class Versions:
         raise ModelUnavailable(f"the {self.style} model is unavailable")
 
     def reload(self, wait: bool = False) -> None:
-        """Load the active artifact in the background if it changed; ``wait`` blocks."""
+        """Load the active artifact in the background if it changed; ``wait`` blocks.
+
+        Following the database, even the question is asked off the loop: a slow or
+        unreachable database must not hold up the steps."""
+        if self._loading:
+            return
+        if not self._pinned and model_follow.install():
+            self._loading = True
+            t = threading.Thread(target=self._follow_load, daemon=True,
+                                 name=f"follow-{self.style}")
+        else:
+            changed = self._changed()
+            if changed is None:
+                return
+            self._loading = True
+            t = threading.Thread(target=self._background_load, args=changed, daemon=True,
+                                 name=f"reload-{self.style}")
+        t.start()
+        if wait:
+            t.join()
+
+    def _changed(self) -> tuple[tuple, Target] | None:
+        """(fingerprint, target) of the active version when it is not the loaded one
+        (and not one that failed to fetch a moment ago); None: nothing to do."""
         try:
             target = self._target()
             fp = _fingerprint(target)
         except (MarkerError, OSError, PointerUnavailable) as exc:  # keep serving; say once
             self._warn("marker", f"cannot read the active version ({exc}); "
                        f"still serving {self.version}")
-            return
+            return None
         self._said.clear(f"{self.style}/marker")
-        if fp == self._fp or self._loading or (
-                fp == self._failed[0] and time.monotonic() < self._failed[1]):
+        if fp == self._fp or (fp == self._failed[0] and time.monotonic() < self._failed[1]):
+            return None
+        return fp, target
+
+    def _follow_load(self) -> None:
+        try:
+            changed = self._changed()
+        except Exception as exc:  # noqa: BLE001 - a thread's error would go unseen
+            self._warn("marker", f"cannot read the active version ({exc}); "
+                       f"still serving {self.version}")
+            changed = None
+        if changed is None:
+            with self._cond:
+                self._loading = False
             return
-        self._loading = True
-        t = threading.Thread(target=self._background_load, args=(fp, target), daemon=True,
-                             name=f"reload-{self.style}")
-        t.start()
-        if wait:
-            t.join()
+        self._background_load(*changed)
 
     def _background_load(self, fp: tuple, target: Target) -> None:
         fetched = False

@@ -287,3 +287,26 @@ def test_retraining_publishes_to_the_store_and_b_serves_it(committed, machines, 
         engine.stop()
     again = trainer._ensure_active("tiny")  # from the store into A's cache, checked
     assert (again.version, again.path) == ("tiny-cand", a.store.cache / "tiny-cand")
+
+
+def test_a_database_that_stops_answering_keeps_the_served_version(committed, machines,
+                                                                 caplog):
+    a, b = machines
+    v0 = publish(committed, a, 0)
+    engine = engine_on(b, committed)
+    try:
+        assert written_by(engine) == v0
+
+        def down(style):
+            raise ConnectionError("connection refused")
+
+        registry.follow(down, b.store)
+        worker = engine.worker("tiny")
+        with caplog.at_level(logging.WARNING, logger="serving.engine"):
+            worker.reload(wait=True)
+            worker.reload(wait=True)
+        said = [r.getMessage() for r in caplog.records if "connection refused" in r.getMessage()]
+        assert len(said) == 1 and f"still serving {v0}" in said[0]
+        assert written_by(engine) == v0 and worker.stats.errors == 0
+    finally:
+        engine.stop()
