@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from serving import model_follow
 from serving.client import GenerationClient
 from serving.config import inference_settings
 
@@ -20,6 +21,9 @@ def make_client(config: str | Path | None = None) -> GenerationClient:
     """The client config.toml (``$BOT_CONFIG``) asks for; ``ValueError`` for a bad
     ``[inference]`` table."""
     cfg = inference_settings(config)
+    # With an object store the database names the active versions; the bot's /neurons
+    # draws what it names even when generation runs in another process.
+    model_follow.install(config)
     if cfg["urls"]:
         from serving.http_client import HttpClient  # only the chosen client is loaded
         return HttpClient(cfg["urls"], timeout_s=float(cfg["timeout_s"]),

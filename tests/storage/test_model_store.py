@@ -310,3 +310,25 @@ def test_a_database_that_stops_answering_keeps_the_served_version(committed, mac
         assert written_by(engine) == v0 and worker.stats.errors == 0
     finally:
         engine.stop()
+
+
+def test_a_bot_with_a_remote_inference_service_draws_the_databases_version(
+        committed, machines, migrated_url, s3_endpoint, tmp_path, monkeypatch):
+    """/neurons runs in the bot process, which loads no engine when generation is remote:
+    wiring the client is where the bot starts following the database."""
+    from bot.wiring import make_client
+
+    a, b = machines
+    v0 = publish(committed, a, 0)
+    for key, value in (CREDENTIALS | {"AWS_ENDPOINT_URL_S3": s3_endpoint}).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MODEL_STORE_URL", a.store.location("x", "y").rsplit("/x/y", 1)[0])
+    monkeypatch.setenv("MODEL_CACHE", str(b.root / "bot-cache"))
+    monkeypatch.setenv("DATABASE_URL", migrated_url)
+    config = tmp_path / "bot.toml"
+    config.write_text('[inference]\nurls = ["http://127.0.0.1:9"]\n')
+    model_follow.reset()
+    make_client(config)
+    assert registry.following()
+    assert registry.active_artifact("tiny").version == v0
+    assert (b.root / "bot-cache" / v0 / "weights.npz").is_file()
