@@ -15,10 +15,12 @@ A seeded request writes the same text alone or among 64 others (and the same tex
 * Failure: a step that raises fails its batch's callers with ``GenerationError``, any
   other exception in the worker the requests of that round; the worker survives, counts
   it (``Stats.errors``: /healthz, /metrics) and logs it once while it repeats.
-* Hot reload: every ``poll_s`` the worker stats ``registry.active_path(style)``; a new
-  artifact is loaded in a background thread and new requests go to it, while rows in
-  flight finish on the version they started on (a ``Batch`` per version). A broken
-  version or marker keeps the loaded version (``serving/engine_versions.py``).
+* Hot reload: every ``poll_s`` the worker asks which version is active (the ACTIVE
+  marker on one machine; the database row, fetched from the object store into the
+  local cache, when one is configured: ``serving/model_follow.py``); a new artifact is
+  loaded in a background thread and new requests go to it, while rows in flight finish
+  on the version they started on (a ``Batch`` per version). A broken version, marker or
+  download keeps the loaded version (``serving/engine_versions.py``).
 * Health: each worker beats (``heartbeat``) at least every ``HEARTBEAT_S``;
   ``Engine.health`` says which styles are loaded with a live, recently beating worker.
 
