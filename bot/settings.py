@@ -20,6 +20,10 @@ PLATFORMS = ("console", "telegram", "discord")
 DISCORD_KEYS = ("discord_roles", "discord_guilds")  # beside the platforms in [admins]
 
 
+# The defaults are the schema's (settings/schema.py), written once there.
+_BOT, _RATE, _TG, _REDIS = schema.Bot(), schema.RateLimit(), schema.Telegram(), schema.Redis()
+
+
 @dataclass(frozen=True)
 class BotSettings:
     """Everything the core needs besides styles; frozen, built once at start-up."""
@@ -29,29 +33,29 @@ class BotSettings:
     admins: dict[str, frozenset[str]] = field(default_factory=dict)
     admin_roles: frozenset[str] = frozenset()
     admin_guilds: frozenset[str] = frozenset()
-    chat_temperature_for_all: bool = True  # may non-admins set their chat's temperature?
-    rate_burst: float = 5.0  # token bucket: this many requests at once ...
-    rate_per_minute: float = 12.0  # ... refilled at this rate, per user
-    redis_url: str = ""  # buckets shared by replicas there (REDIS_URL wins; bot/ratelimit_redis.py)
-    redis_prefix: str = "stylebot:"  # of every key the bot keeps in Redis
-    max_in_flight: int = 64  # generations at once (more wait, up to max_waiting)
-    max_waiting: int = 200  # beyond this the bot answers "busy" at once
-    max_prime_chars: int = 1000  # a longer prime is refused with a clear reply
+    chat_temperature_for_all: bool = _BOT.chat_temperature_for_all  # non-admins set theirs?
+    rate_burst: float = _RATE.burst  # token bucket: this many requests at once ...
+    rate_per_minute: float = _RATE.per_minute  # ... refilled at this rate, per user
+    redis_url: str = _REDIS.url  # buckets shared by replicas there (REDIS_URL wins)
+    redis_prefix: str = _REDIS.key_prefix  # of every key the bot keeps in Redis
+    max_in_flight: int = _BOT.max_in_flight  # generations at once (more wait, up to ...)
+    max_waiting: int = _BOT.max_waiting  # ... this many; beyond, "busy" at once
+    max_prime_chars: int = _BOT.max_prime_chars  # a longer prime is refused with a reply
     # Temperatures learned from ratings (storage/bandit.py) where nobody fixed one;
     # off: the style's temperature from config.toml.
-    learn_temperature: bool = True
-    notify_every_s: float = 30.0  # how often finished training runs are looked for; 0: never
+    learn_temperature: bool = schema.Bandit().enabled
+    notify_every_s: float = _BOT.notify_every_s  # finished runs looked for; 0: never
     # The longest a reply waits on the database: a generated text for the log row its
     # rating buttons need, the first request for the temperature settings.
-    db_wait_s: float = 2.0
+    db_wait_s: float = _BOT.db_wait_s
     # Telegram: "polling" (default) or "webhook" (then webhook_url, listen, port).
-    telegram_mode: str = "polling"
-    telegram_webhook_url: str = ""
-    telegram_listen: str = "127.0.0.1"
-    telegram_port: int = 8443
+    telegram_mode: str = _TG.mode
+    telegram_webhook_url: str = _TG.webhook_url
+    telegram_listen: str = _TG.listen
+    telegram_port: int = _TG.port
     # Prometheus /metrics of the bot process (bot/metrics.py); port 0: not served.
-    metrics_port: int = 0
-    metrics_listen: str = "127.0.0.1"
+    metrics_port: int = _BOT.metrics_port
+    metrics_listen: str = _BOT.metrics_listen
 
     def admin_ids(self, platform: str) -> frozenset[str]:
         return self.admins.get(platform, frozenset())
