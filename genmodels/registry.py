@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from settings import ROOT
+
 if TYPE_CHECKING:  # annotations only: loading artifacts needs NumPy, imported when used
     from genmodels.artifact import Artifact
     from genmodels.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models"
 MARKER = "ACTIVE"
 META = "model.json"  # genmodels.artifact.META_FILE (not imported: that pulls in NumPy)

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from genmodels import artifact as artifacts, registry
 from genmodels.store import Store, digest, open_store
 from genmodels.styles import StyleBook
+from settings import ROOT
 from storage.errors import InvalidInput
 from storage.models import RunStatus
 from storage.versions import (
@@ -61,7 +62,6 @@ from training.lifecycle import Heartbeat, die_with_parent
 from training.schedule_config import ScheduleConfig
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parent.parent
 VAL_LINE = re.compile(r"val_loss_nats=([0-9.]+)")
 EVAL_TIMEOUT_S = 600
 
