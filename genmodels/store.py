@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from settings import ROOT
+
 META = "model.json"  # genmodels.artifact.META_FILE (not imported: that pulls in NumPy)
 CHUNK = 1 << 20
 
