@@ -9,7 +9,8 @@ started again after an exponential backoff (``FIRST_RETRY_S`` doubling up to
 ``MAX_RETRY_S``; back to the first delay once it served ``HEALTHY_S``), while the
 others keep serving. Two kinds of ending are not retried: an error retrying cannot fix
 (``PERMANENT``: a refused token, a privileged intent switched off in the developer
-portal), which ends that adapter only, and the console returning (its input ended),
+portal; and any ``ConfigError``, such as another process already polling Telegram for
+the bot), which ends that adapter only, and the console returning (its input ended),
 which ends the program as it always did.
 
 Exit status of ``run_adapters``: 0 after ``stop`` or the end of the console's input; 2
@@ -23,6 +24,8 @@ import importlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+
+from settings import ConfigError
 
 log = logging.getLogger("bot")
 Serve = Callable[[asyncio.Event], Awaitable[None]]
@@ -65,6 +68,10 @@ async def supervise(name: str, serve: Serve, stop: asyncio.Event) -> str:
         started = loop.time()
         try:
             await serve(stop)
+        except ConfigError as exc:  # a setting to change: its message is the whole story
+            log.info("%s stopped for good: %s", name, exc)
+            print(f"bot: {name}: {exc}".splitlines()[0], file=sys.stderr)
+            return GAVE_UP
         except permanent as exc:
             log.error("%s stopped for good: %s", name, _one_line(exc), exc_info=exc)
             print(f"bot: {name}: {_one_line(exc)}", file=sys.stderr)

@@ -125,12 +125,17 @@ class Telegram(Table, frozen=True):
     webhook_url: str = ""
     listen: str = "127.0.0.1"
     port: int = 8443
+    # Webhook replicas: a replica's unanswered updates go to another after this long
+    # without its renewal (bot/adapters/telegram_updates.py).
+    takeover_s: Annotated[float, Meta(gt=0)] = 30.0
 
 
 class Discord(Table, frozen=True):
     message_content: bool = False
     prefixes: tuple[str, ...] = ("!", "/")
     sync_guild: int = 0  # 0: slash commands synced globally
+    shard_count: int = 0  # 0: as many shards as Discord recommends, all in this process
+    shard_ids: tuple[int, ...] = ()  # with shard_count: this process's shards; (): all
 
 
 class Plan(Table, frozen=True):

@@ -26,7 +26,13 @@ it) when it is free, expired or already ours. A dead leader's row expires after
 ``lease_s``; ``close()`` deletes it so a clean stop hands over at once. A leader that
 cannot renew steps down by itself when its own lease runs out, measured from before
 its last renewal started, so it never believes it leads after a follower may have
-taken over (one machine, one clock).
+taken over (one machine, one clock). With ``reclaim_dead=True`` a lease whose holder
+was a process on this host that no longer runs is taken at once instead of after
+``lease_s``: what a restart after ``kill -9`` needs when the caller refuses to wait
+(the Telegram poller's lock, bot/adapters/telegram_polling.py).
+
+``error`` says why the last ``keep()`` failed when the database, not another holder,
+kept us from leading (None otherwise).
 """
 from __future__ import annotations
 
@@ -59,7 +65,7 @@ class Leadership:
     """One process's claim to lead ``name`` on the database at ``url``."""
 
     def __init__(self, url: str, name: str, *, lease_s: float = LEASE_S,
-                 every_s: float = EVERY_S):
+                 every_s: float = EVERY_S, reclaim_dead: bool = False):
         if not 0 < every_s < lease_s:
             raise ValueError("every_s must be positive and shorter than lease_s")
         self.url, self.name, self.lease_s, self.every_s = url, name, lease_s, every_s
@@ -70,14 +76,18 @@ class Leadership:
         self._conn: Connection | None = None  # PostgreSQL: the connection holding the lock
         self._until = float("-inf")  # SQLite: our lease's end, by time.monotonic()
         self.leading = False
+        self.reclaim_dead = reclaim_dead
+        self.error: str | None = None  # the database problem behind the last False
 
     def keep(self) -> bool:
         """Take the lead if it is free, or confirm we still have it; whether we lead.
 
         Never raises for a database problem: that counts as not leading (logged)."""
+        self.error = None
         try:
             self.leading = self._keep_pg() if self.postgres else self._keep_sqlite()
         except DBAPIError as exc:
+            self.error = (str(exc.orig).strip().splitlines() or ["?"])[0]
             if self.leading:
                 log.warning("%s: leadership lost: %s", self.name,
                             (str(exc.orig).strip().splitlines() or ["?"])[0])
@@ -106,7 +116,8 @@ class Leadership:
         with session_factory(self.engine).begin() as s:  # BEGIN IMMEDIATE: one at a time
             now = utcnow()
             row = s.get(LeaderLease, self.name)
-            if row is not None and row.holder != self.holder and row.expires_at > now:
+            if (row is not None and row.holder != self.holder and row.expires_at > now
+                    and not (self.reclaim_dead and dead_here(row.holder))):
                 return False
             until = now + dt.timedelta(seconds=self.lease_s)
             if row is None:
@@ -140,3 +151,17 @@ class Leadership:
             except DBAPIError:
                 pass
             self._conn = None
+
+
+def dead_here(holder: str) -> bool:
+    """Whether ``holder`` (host:pid:nonce) names a process of this host that is gone."""
+    host, pid, _ = (holder.rsplit(":", 2) + ["", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's: only its lease's expiry tells
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False

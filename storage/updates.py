@@ -6,9 +6,18 @@ handled again. A second record of the same (bot, update id) is refused, so an up
 Telegram delivers twice is answered once. Rows older than ``KEEP`` are pruned, finished
 or not: nobody wants the answer to a message from days ago.
 
+The journal is what webhook replicas share: the unique (bot, update id) makes the first
+replica to record an update its only handler, whichever replica Telegram (or a load
+balancer's retry) hands it to. While a replica holds an update it renews the row's
+``received_at`` (``renew_updates``: a lease), so an unfinished row left unrenewed for a
+while belongs to a replica that died, and ``claim_stale_updates`` hands it to exactly
+one live replica (a conditional UPDATE: of two claimers, one matches the row).
+
     new = record_update(session, bot_id, update_id, json_text)   # False: seen before
     finish_update(session, bot_id, update_id)
     bodies = unfinished_updates(session, bot_id)                  # oldest first
+    renew_updates(session, bot_id, [update_id, ...])              # still ours
+    bodies = claim_stale_updates(session, bot_id, older_than)     # a dead replica's
 """
 from __future__ import annotations
 
@@ -54,3 +63,36 @@ def prune_updates(session: Session, now: dt.datetime | None = None) -> int:
     cutoff = (now or utcnow()) - KEEP
     return rows_affected(session, delete(TelegramUpdate).where(
         TelegramUpdate.received_at < cutoff))
+
+
+def renew_updates(session: Session, bot_id: int, update_ids: list[int]) -> int:
+    """Mark unfinished updates this process holds as alive; how many rows matched."""
+    if not update_ids:
+        return 0
+    return rows_affected(session, update(TelegramUpdate)
+                         .where(TelegramUpdate.bot_id == bot_id,
+                                TelegramUpdate.update_id.in_(update_ids),
+                                TelegramUpdate.done_at.is_(None))
+                         .values(received_at=utcnow()))
+
+
+def claim_stale_updates(session: Session, bot_id: int, older_than: dt.timedelta,
+                        limit: int = 100) -> list[str]:
+    """The JSON of unfinished updates nobody renewed for ``older_than``, now ours
+    (renewed by this call), in update id order; another claimer gets none of them."""
+    cutoff = utcnow() - older_than
+    stale = session.execute(
+        select(TelegramUpdate.id, TelegramUpdate.body)
+        .where(TelegramUpdate.bot_id == bot_id, TelegramUpdate.done_at.is_(None),
+               TelegramUpdate.received_at < cutoff)
+        .order_by(TelegramUpdate.update_id).limit(limit)).all()
+    claimed = []
+    for row_id, body in stale:
+        # Re-checked in the UPDATE itself: a concurrent claimer's renewal makes it miss.
+        if rows_affected(session, update(TelegramUpdate)
+                         .where(TelegramUpdate.id == row_id,
+                                TelegramUpdate.done_at.is_(None),
+                                TelegramUpdate.received_at < cutoff)
+                         .values(received_at=utcnow())):
+            claimed.append(body)
+    return claimed

@@ -19,6 +19,12 @@ a press after a restart still reaches ``core.rate``. Errors are logged and answe
 with one short line, never a traceback. Admin notices (``Core.notify_admins``) are
 sent as direct messages to the Discord admin user ids of [admins] (admins by role only
 are not messaged: a role has no inbox).
+
+Shards across processes: by default one process opens as many shards as Discord
+recommends. With ``[discord] shard_count = N`` and ``shard_ids = [...]`` each process
+runs only its own shards of the N (process A ``[0, 1]``, process B ``[2, 3]`` of 4);
+every shard id must appear in exactly one process. Only the process running shard 0
+syncs the slash commands (they are global to the application, once is enough).
 """
 from __future__ import annotations
 
@@ -52,6 +58,13 @@ class DiscordSettings:
     message_content: bool = False  # prefix commands; needs the privileged intent
     prefixes: tuple[str, ...] = ("!", "/")
     sync_guild: int = 0  # 0: sync commands globally; a guild id: there, at once
+    shard_count: int = 0  # 0: as many shards as Discord recommends
+    shard_ids: tuple[int, ...] = ()  # this process's shards of shard_count; (): all
+
+    @property
+    def syncs_commands(self) -> bool:
+        """Whether this process syncs the slash commands (it runs shard 0)."""
+        return not self.shard_ids or 0 in self.shard_ids
 
 
 def load_discord_settings(path: str | Path | None = None) -> DiscordSettings:
@@ -64,7 +77,25 @@ def load_discord_settings(path: str | Path | None = None) -> DiscordSettings:
     if table.sync_guild < 0:
         raise ConfigError(f"discord.sync_guild: expected a guild id or 0, "
                           f"got {table.sync_guild!r}")
-    return DiscordSettings(table.message_content, table.prefixes, table.sync_guild)
+    _check_shards(table.shard_count, table.shard_ids)
+    return DiscordSettings(table.message_content, table.prefixes, table.sync_guild,
+                           table.shard_count, table.shard_ids)
+
+
+def _check_shards(count: int, ids: tuple[int, ...]) -> None:
+    """``ConfigError`` (one line) unless ``ids`` are distinct shards of ``count``."""
+    if count < 0:
+        raise ConfigError(f"discord.shard_count: expected 0 (Discord's recommendation) "
+                          f"or a number of shards, got {count}")
+    if ids and not count:
+        raise ConfigError("discord.shard_ids: needs discord.shard_count, the number of "
+                          "shards over all processes")
+    wrong = [i for i in ids if not 0 <= i < count]
+    if wrong:
+        raise ConfigError(f"discord.shard_ids: {wrong[0]} is out of range for "
+                          f"shard_count = {count} (shard ids go from 0 to {count - 1})")
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"discord.shard_ids: {list(ids)} names a shard twice")
 
 
 def plain_chunks(text: str, limit: int = LIMIT) -> list[str]:
@@ -122,11 +153,17 @@ class _Client(discord.AutoShardedClient):
 
     AutoSharded: Discord refuses a single connection (close code 4011) once a bot is in
     2,500 servers; this one opens as many shards as Discord recommends (one for a
-    small bot), so growing past that needs no change.
+    small bot), so growing past that needs no change; or, with [discord] shard_count
+    and shard_ids, only this process's share of a fixed number of shards.
     """
 
     def __init__(self, adapter: DiscordAdapter, intents: discord.Intents) -> None:
-        super().__init__(intents=intents, allowed_mentions=NO_MENTIONS)
+        shards: dict[str, Any] = {}
+        if adapter.settings.shard_count:
+            shards["shard_count"] = adapter.settings.shard_count
+        if adapter.settings.shard_ids:
+            shards["shard_ids"] = list(adapter.settings.shard_ids)
+        super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, **shards)
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
         self.tree.error(adapter.on_tree_error)  # discord.py's way to set tree.on_error
@@ -176,10 +213,13 @@ class DiscordAdapter:
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def setup(self) -> None:
-        """Register the buttons and the slash commands, then sync them to Discord."""
+        """Register the buttons and the slash commands, then sync them to Discord
+        (from the process running shard 0 only)."""
         self.client.add_dynamic_items(RateButton)
         for command in self.slash_commands():
             self.client.tree.add_command(command)
+        if not self.settings.syncs_commands:
+            return
         guild = discord.Object(self.settings.sync_guild) if self.settings.sync_guild else None
         if guild is not None:
             self.client.tree.copy_global_to(guild=guild)

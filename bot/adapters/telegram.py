@@ -3,9 +3,12 @@
     TELEGRAM_TOKEN=123:abc python -m bot telegram
     TELEGRAM_API_URL=http://127.0.0.1:8081/bot ...   # a self-hosted Bot API server
 
-Long polling by default; ``[telegram] mode = "webhook"`` in config.toml receives updates
-on ``listen:port`` instead (served with aiohttp, already installed with discord.py, so
-PTB's tornado extra is not needed) after registering ``webhook_url`` with Telegram.
+Long polling by default, by one process per bot: it holds the poller lock in the
+database while it polls (bot/adapters/telegram_polling.py), and a second poller stops
+with one line. ``[telegram] mode = "webhook"`` in config.toml receives updates on
+``listen:port`` instead (served with aiohttp, already installed with discord.py, so
+PTB's tornado extra is not needed) after registering ``webhook_url`` with Telegram;
+any number of webhook replicas may run behind a load balancer on one database.
 A webhook needs ``TELEGRAM_WEBHOOK_SECRET`` in the environment, which must accompany
 every update; only one listening on loopback alone (behind a proxy) may go without it.
 At start the command list is registered (setMyCommands). Replies are plain text (no
@@ -44,6 +47,7 @@ from telegram.ext import (
     filters,
 )
 
+import settings
 from bot.adapters.telegram_delivery import (
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
@@ -53,6 +57,7 @@ from bot.adapters.telegram_delivery import (
     message_parts,
     send_reply,
 )
+from bot.adapters.telegram_polling import PollerLock
 from bot.adapters.telegram_updates import (
     JournalingProcessor,
     JournalingQueue,
@@ -60,6 +65,7 @@ from bot.adapters.telegram_updates import (
     UpdateWindow,
     bot_id_of,
     replay_unfinished,
+    share_journal,
 )
 from bot.core import SORRY, Core, Reply, Request
 from genmodels.styles import ConfigError
@@ -217,33 +223,65 @@ def admin_notifier(core: Core, bot):
 
 async def serve(core: Core, token: str, stop: asyncio.Event,
                 base_url: str | None = None) -> None:
-    """Run until ``stop`` is set: polling, or the webhook config.toml asks for."""
+    """Run until ``stop`` is set: polling, or the webhook config.toml asks for.
+
+    Polling takes the poller lock first (``AnotherPoller`` when another process polls
+    for this bot) and stops with ``RuntimeError`` should the lock be lost."""
     check_config(core.settings)
     base_url = base_url or os.environ.get("TELEGRAM_API_URL") or None
-    app = build_application(core, token, base_url)
-    settings = core.settings
+    webhook = core.settings.telegram_mode == "webhook"
+    lock = None if webhook else PollerLock(core.db.url, bot_id_of(token))
+    if lock is not None:
+        await lock.acquire()
+    try:
+        await _run(core, build_application(core, token, base_url), stop, lock)
+    finally:
+        if lock is not None:
+            await lock.release()
+
+
+async def _run(core: Core, app: Application, stop: asyncio.Event,
+               lock: PollerLock | None) -> None:
     notify = admin_notifier(core, app.bot)
     async with app:  # initialize (getMe: a bad token fails here) ... shutdown
         await register_commands(app, core)
         await app.start()
-        await replay_unfinished(app)  # what a crash interrupted, before anything new
-        runner, updater = None, app.updater
-        if settings.telegram_mode == "webhook":
-            runner = await _start_webhook(app, settings)
+        runner, updater, background = None, app.updater, []
+        if lock is None:  # webhook: replicas share the journal (telegram_updates.py)
+            takeover_s = settings.load(core.book.path).telegram.takeover_s
+            background.append(asyncio.create_task(share_journal(app, takeover_s)))
+            runner = await _start_webhook(app, core.settings)
         elif updater is None:  # ApplicationBuilder makes one unless told not to
             raise RuntimeError("the Telegram application has no updater to poll with")
         else:
+            await replay_unfinished(app)  # what a crash interrupted, before anything new
             await updater.start_polling(allowed_updates=UPDATES)
+            background.append(asyncio.create_task(lock.watch()))
         core.add_notifier(notify)
         try:
-            await stop.wait()
+            await _until(stop, background)
         finally:
             core.remove_notifier(notify)
+            for task in background:
+                task.cancel()
             if runner is not None:
                 await runner.cleanup()
-            elif updater is not None:
+            elif updater is not None and updater.running:
                 await updater.stop()
             await app.stop()
+
+
+async def _until(stop: asyncio.Event, background: list[asyncio.Task]) -> None:
+    """Wait for ``stop``; raise if a background task (the lock's watch) ends first."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([stopping, *background], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not stop.is_set():
+        ended = next(t for t in background if t.done())
+        ended.result()  # its own exception, if it had one
+        raise RuntimeError("the Telegram poller lock was lost: polling stopped")
 
 
 async def _start_webhook(app: Application, settings):

@@ -14,17 +14,28 @@ update id it already holds (Telegram redelivering, after a restart, updates a cr
 it from confirming). One gap stays: a reply sent just before a crash whose done mark
 was not yet written is sent again; Telegram offers no way to ask whether it arrived.
 
+Webhook replicas share the journal (one database): the replica that records an update
+first is its one handler, so a repeat posted to another replica is dropped there too.
+A replica cannot replay every unfinished update at start, since its live siblings hold
+some of them; instead ``share_journal`` renews the rows this process holds every
+``takeover_s / 4`` and takes over rows nobody renewed for ``takeover_s`` (a replica
+killed with updates recorded but unanswered). Polling is one process (the poller lock,
+telegram_polling.py), so there ``replay_unfinished`` at start finishes everything.
+
     window = UpdateWindow()
     journal = UpdateJournal(core.db, bot_id)
     builder.update_queue(JournalingQueue(window, journal))
     builder.concurrent_updates(JournalingProcessor(256, journal))
-    await replay_unfinished(app)          # after app.start(), before polling
+    await replay_unfinished(app)          # polling: after app.start(), before polling
+    task = asyncio.create_task(share_journal(app, takeover_s))   # webhook replicas
 """
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
+import time
 from collections import deque
 
 from telegram import Update
@@ -32,10 +43,18 @@ from telegram.ext import Application, SimpleUpdateProcessor
 
 from storage.database import Database
 from storage.errors import StorageError
-from storage.updates import finish_update, prune_updates, record_update, unfinished_updates
+from storage.updates import (
+    claim_stale_updates,
+    finish_update,
+    prune_updates,
+    record_update,
+    renew_updates,
+    unfinished_updates,
+)
 
 log = logging.getLogger(__name__)
 WINDOW = 10_000  # update ids remembered in memory
+PRUNE_EVERY_S = 3600.0  # webhook replicas delete journal rows past storage.updates.KEEP
 
 
 class UpdateWindow:
@@ -70,18 +89,23 @@ class UpdateJournal:
 
     def __init__(self, db: Database, bot_id: int):
         self.db, self.bot_id = db, bot_id
+        self.held: set[int] = set()  # recorded or claimed here, not yet done
 
     async def record(self, update: Update) -> bool:
         """Keep ``update``; False if it was recorded before (a repeat: drop it)."""
         try:
-            return await self.db.run(record_update, self.bot_id, update.update_id,
-                                     update.to_json())
+            new = await self.db.run(record_update, self.bot_id, update.update_id,
+                                    update.to_json())
+            if new:
+                self.held.add(update.update_id)
+            return new
         except Exception as exc:  # StorageError, or anything else: answer regardless
             log.warning("telegram update %d not journaled (%s): a crash now loses it",
                         update.update_id, exc)
             return True
 
     async def done(self, update_id: int) -> None:
+        self.held.discard(update_id)
         try:
             await self.db.run(finish_update, self.bot_id, update_id)
         except Exception as exc:
@@ -93,6 +117,16 @@ class UpdateJournal:
         await self.db.run(prune_updates)
         return [json.loads(body) for body in
                 await self.db.run(unfinished_updates, self.bot_id)]
+
+    async def renew(self) -> None:
+        """Tell the other replicas the updates held here are still being answered."""
+        await self.db.run(renew_updates, self.bot_id, sorted(self.held))
+
+    async def claim_stale(self, takeover_s: float) -> list[dict]:
+        """Updates a dead replica left unfinished, now held here (oldest first)."""
+        bodies = await self.db.run(claim_stale_updates, self.bot_id,
+                                   dt.timedelta(seconds=takeover_s))
+        return [json.loads(body) for body in bodies]
 
 
 class JournalingQueue(asyncio.Queue):
@@ -119,6 +153,8 @@ class JournalingQueue(asyncio.Queue):
     async def put_recorded(self, update: Update) -> None:
         """Queue an update the journal already holds (a replay after a crash)."""
         self.window.seen(update.update_id)
+        if self.journal is not None:
+            self.journal.held.add(update.update_id)
         await super().put(update)
 
 
@@ -157,6 +193,30 @@ async def replay_unfinished(app: Application) -> int:
         log.warning("telegram: %d update(s) interrupted by a stop or crash are handled "
                     "again", len(pending))
     return len(pending)
+
+
+async def share_journal(app: Application, takeover_s: float) -> None:
+    """Until cancelled: renew what this replica holds, take over what a dead one left."""
+    queue = app.update_queue
+    if not isinstance(queue, JournalingQueue) or queue.journal is None:
+        return
+    journal, pruned = queue.journal, float("-inf")
+    while True:
+        await asyncio.sleep(takeover_s / 4)
+        try:
+            await journal.renew()
+            orphans = await journal.claim_stale(takeover_s)
+            if time.monotonic() - pruned > PRUNE_EVERY_S:  # polling prunes at start
+                await journal.db.run(prune_updates)
+                pruned = time.monotonic()
+        except StorageError as exc:  # the next round tries again
+            log.warning("telegram: update journal not renewed (%s)", exc)
+            continue
+        for data in orphans:
+            await queue.put_recorded(Update.de_json(data, app.bot))
+        if orphans:
+            log.warning("telegram: %d update(s) left unanswered by a stopped replica are "
+                        "handled here", len(orphans))
 
 
 def bot_id_of(token: str) -> int:

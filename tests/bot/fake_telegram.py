@@ -12,6 +12,10 @@ Failures as Telegram sends them (https://core.telegram.org/bots/api#making-reque
 ``parameters.retry_after``, ``fail(method, 502)`` a gateway error; ``hold(method)``
 leaves calls unanswered (a request lost on the way: not delivered, not recorded).
 
+Replicas of one bot can tell themselves apart: a client whose base URL is
+``replica_url("r1")`` calls ``/r1/bot<TOKEN>/<method>``, its calls carry
+``replica == "r1"``, and ``hold(method, replica="r1")`` holds only that replica's calls.
+
     server = FakeTelegram()
     await server.start()                       # server.base_url -> ApplicationBuilder
     server.message(chat_id=1, user_id=7, text="/austen")
@@ -44,6 +48,7 @@ class Call:
     method: str
     params: dict
     at: float = field(default_factory=time.perf_counter)
+    replica: str = ""  # the base URL's prefix (see replica_url)
 
 
 def _decode(value: str):
@@ -76,9 +81,14 @@ class FakeTelegram:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/bot"
 
+    def replica_url(self, name: str) -> str:
+        """A base URL whose calls are marked as ``name``'s."""
+        return f"http://127.0.0.1:{self.port}/{name}/bot"
+
     async def start(self) -> FakeTelegram:
         app = web.Application(client_max_size=20 * 2**20)
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_route("*", "/{replica}/bot{token}/{method}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -150,9 +160,11 @@ class FakeTelegram:
         params = {"retry_after": retry_after} if retry_after is not None else {}
         self.faults.setdefault(method, []).extend([(status, params)] * times)
 
-    def hold(self, method: str, on: bool = True) -> None:
-        """Leave calls of ``method`` unanswered from now on (``on=False``: answer again)."""
-        (self._holding.add if on else self._holding.discard)(method)
+    def hold(self, method: str, on: bool = True, replica: str = "") -> None:
+        """Leave calls of ``method`` unanswered from now on (``on=False``: answer again);
+        with ``replica``, only that replica's."""
+        key = f"{replica}/{method}" if replica else method
+        (self._holding.add if on else self._holding.discard)(key)
 
     # ------------------------------------------------------------ what a test reads
 
@@ -175,18 +187,20 @@ class FakeTelegram:
             return web.json_response({"ok": False, "error_code": 401,
                                       "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
+        replica = request.match_info.get("replica", "")
         form = await request.post()
         params = {k: (_decode(v) if isinstance(v, str) else v.file.read())
                   for k, v in form.items()}
-        if method in self._holding:  # never answered: the caller's timeout or kill ends it
-            self.held.append(Call(method, params))
+        # Held: never answered; the caller's timeout or kill ends it.
+        if {method, f"{replica}/{method}"} & self._holding:
+            self.held.append(Call(method, params, replica=replica))
             await self._notify()
             await self._stopping.wait()
             return web.Response(status=503)
         if self.faults.get(method):
             return self._fault(method, params, *self.faults[method].pop(0))
         if method != "getUpdates":
-            self.calls.append(Call(method, params))
+            self.calls.append(Call(method, params, replica=replica))
             await self._notify()
         if self.fail_next.get(method):
             self.fail_next[method] -= 1

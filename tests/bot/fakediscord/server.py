@@ -56,6 +56,7 @@ class FakeDiscord:
         self.dm_channels: dict[str, str] = {}  # direct-message channel id -> user id
         self.identified = 0                # IDENTIFYs answered with READY (one per shard)
         self.identify: dict = {}           # the last IDENTIFY payload (token, intents)
+        self.shards_identified: list[list[int]] = []  # [shard id, count] of each READY
         self.refused: list[int] = []       # close codes sent instead of READY
         self.shards = 1                    # what GET /gateway/bot recommends
         self.required_shards = 1           # fewer shards per IDENTIFY: closed with 4011
@@ -162,6 +163,7 @@ class FakeDiscord:
         for guild_id in guilds:
             await self._send(shard, "GUILD_CREATE", p.guild(guild_id))
         self.identified += 1
+        self.shards_identified.append([shard, count])
 
     async def dispatch(self, event: str, data: dict, guild_id: int = p.GUILD_ID) -> None:
         """Send one DISPATCH frame on the shard that serves ``guild_id``."""
