@@ -5,8 +5,8 @@ here, or a value of the wrong type, is refused (``settings.load`` turns msgspec'
 into a ``ConfigError`` naming the key). Ranges and links between tables (a temperature
 the sampler takes, a parent style that exists) are checked by the module that owns the
 table: genmodels/styles.py, bot/settings.py, bot/adapters/discord.py,
-serving/config.py, storage/engine.py, storage/bandit.py and
-training/schedule_config.py.
+serving/config.py, storage/engine.py, storage/bandit.py,
+training/schedule_config.py and training/tasks.py.
 
 Tables whose keys override another table's (``[styles.NAME.training]`` over
 ``[training]``, ``[schedule.styles.NAME]`` over ``[schedule]``) leave unset keys
@@ -206,6 +206,21 @@ class Store(Table, frozen=True):
     cache: str = ""  # downloaded versions; "": var/cache/models (MODEL_CACHE wins)
 
 
+class Queue(Table, frozen=True):
+    """Training fan-out through a task queue (training/tasks.py): with a broker the
+    scheduler only enqueues runs and ``python -m training.worker`` processes train them."""
+
+    # QUEUE_URL in the environment wins; "" and no QUEUE_URL: no broker, the scheduler
+    # trains itself (one machine). The password only from the environment (QUEUE_URL,
+    # or QUEUE_PASSWORD added to a url like "amqp://guest@127.0.0.1:5672/%2F").
+    url: str = ""
+    name: Annotated[str, Meta(min_length=1, max_length=200)] = "stylebot-training"
+    # A run whose worker stopped renewing its heartbeat this long is taken over by
+    # another worker, or failed once it has had ``attempts``.
+    lease_seconds: Annotated[float, Meta(gt=0)] = 60.0
+    attempts: Annotated[int, Meta(ge=1, le=5)] = 2
+
+
 class Config(Table, frozen=True):
     """The whole of config.toml; every table is optional."""
 
@@ -225,6 +240,7 @@ class Config(Table, frozen=True):
     inference: Inference = Inference()
     redis: Redis = Redis()
     store: Store = Store()
+    queue: Queue = Queue()
 
 
 def given(table: Table) -> dict:

@@ -27,6 +27,12 @@ whose heartbeat expired, never a run because it started. ``--list`` and ``--run-
 need no lead (the first only reads, the second is a manual run). An in-process
 ``StyleScheduler`` (``asyncio=True``) does not take part: run it only where no
 scheduler process runs.
+
+With a broker (``[queue] url`` or ``QUEUE_URL``, training/tasks.py) the leader trains
+nothing itself: a nightly job queues its style's run, and the poll job sends queued runs
+(nightly and ``/retrain`` alike) to the training queue, each variant only after its
+parent's run finished; ``python -m training.worker`` processes train them. Without
+one, the default, everything runs here as described above.
 """
 from __future__ import annotations
 
@@ -44,10 +50,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+import settings
 from storage import bandit
 from storage.engine import database_url, describe, make_engine, session_factory
 from storage.leadership import Leadership
-from training import registry_ops
+from training import registry_ops, tasks
 from training.retrain import Retrainer
 from training.schedule_config import load_schedule
 
@@ -59,6 +66,7 @@ POLL_JOB, BANDIT_JOB, RETRAIN_PREFIX = "poll-queue", "bandit-nightly", "retrain:
 class _Context:
     retrainer: Retrainer
     rng: np.random.Generator
+    queue: tasks.TrainingQueue | None = None  # a broker: runs are sent, not trained here
 
 
 _context: _Context | None = None  # jobs are stored by reference; they find their tools here
@@ -71,13 +79,37 @@ def _ctx() -> _Context:
 
 
 def retrain_job(style: str) -> None:
-    """Cron job: retrain one style."""
-    _ctx().retrainer.run(style, trigger="schedule")
+    """Cron job: retrain one style (with a broker: queue its run and send it)."""
+    ctx = _ctx()
+    if ctx.queue is None:
+        ctx.retrainer.run(style, trigger="schedule")
+        return
+    with ctx.retrainer.sessions.begin() as s:
+        run, new = tasks.queue_run(s, style, trigger="schedule",
+                                   minutes=ctx.retrainer.schedule.for_style(style).minutes)
+        run_id = run.id
+    if not new:
+        log.info("retrain %s: run %d is queued or running already", style, run_id)
+    _send_queued(ctx)
+
+
+def _send_queued(ctx: _Context) -> None:
+    assert ctx.queue is not None
+    try:
+        tasks.dispatch(ctx.retrainer.sessions, ctx.retrainer.book, ctx.queue.send)
+    except Exception as exc:  # noqa: BLE001 - the rows stay queued; the next poll sends
+        log.warning("training queue %s: %s; queued runs wait for the next poll",
+                    ctx.queue.cfg.where(), exc)
 
 
 def poll_job() -> None:
-    """Interval job: run every queued /retrain request, oldest first."""
-    retrainer = _ctx().retrainer
+    """Interval job: run every queued /retrain request, oldest first (with a broker:
+    send every queued run whose parent's run finished)."""
+    ctx = _ctx()
+    if ctx.queue is not None:
+        _send_queued(ctx)
+        return
+    retrainer = ctx.retrainer
     while not retrainer.stopping.is_set():
         with retrainer.sessions.begin() as s:
             run = registry_ops.claim_queued(s)
@@ -106,6 +138,8 @@ class StyleScheduler:
         self.url = url or database_url()
         self._args = (config, asyncio, root, dict(env or {}))  # for again()
         self.book, self.schedule = load_schedule(config)
+        queue = tasks.configured(settings.load(self.book.path), self.schedule.heartbeat_seconds)
+        self.queue = None if queue is None else tasks.TrainingQueue(queue)
         self.engine = make_engine(self.url)
         self.retrainer = Retrainer(session_factory(self.engine), self.book, self.schedule,
                                    root=root, env=dict(env or {}))
@@ -120,7 +154,7 @@ class StyleScheduler:
         """Start, (re)apply the schedule; unless paused, fail runs whose scheduler died
         (lease expired) and remove scratch folders of runs that are not running."""
         global _context
-        _context = _Context(self.retrainer, np.random.default_rng())
+        _context = _Context(self.retrainer, np.random.default_rng(), self.queue)
         if not paused:
             with self.retrainer.sessions.begin() as s:
                 n = registry_ops.fail_stale(s)
@@ -192,6 +226,8 @@ class StyleScheduler:
             self.scheduler.remove_jobstore("default")
             self.scheduler.shutdown(wait=wait)
         _context = None
+        if self.queue is not None:
+            self.queue.close()
         self.engine.dispose()
 
 
@@ -245,6 +281,8 @@ def _lead(sched: StyleScheduler, leader: Leadership, stop: threading.Event
     sched.start()
     log.info("leading: scheduler running on %s with %d jobs", describe(sched.url),
              len(sched.jobs()))
+    if sched.queue is not None:
+        log.info("trainings are sent to %s", sched.queue.cfg.where())
     while not stop.wait(leader.every_s):
         if not (leader.keep() and leader.still_leading()):
             log.warning("no longer the leader: stopping the jobs and any training")
