@@ -8,11 +8,13 @@
 as soon as its parent goes, even by ``kill -9``, when no cleanup code can run: an
 orphaned training would hold a core and its scratch folder for its whole budget. Linux
 sends the signal when the *thread* that started the child ends; the scheduler starts
-children from its worker threads, which live as long as it does. Elsewhere it is a no-op.
+children from its worker threads, and a training worker (training/worker.py) from its
+one Dramatiq thread, which live as long as the process does. Elsewhere it is a no-op.
 
 ``Heartbeat`` refreshes ``training_runs.heartbeat_at`` from a thread while the run goes
 on; whoever finds the heartbeat older than ``registry_ops.LEASE_SECONDS`` fails the run
-(``registry_ops.fail_stale``).
+(``registry_ops.fail_stale``), and a training worker finding it older than ``[queue]
+lease_seconds`` takes the run over (``training.worker.claim``).
 """
 from __future__ import annotations
 
