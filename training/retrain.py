@@ -317,7 +317,7 @@ class Retrainer:
         finally:
             self.child = None
         if self.stopping.is_set() and proc.returncode != 0:
-            raise RetrainError(f"{args[0]} stopped: the scheduler was asked to stop")
+            raise RetrainError(f"{args[0]} stopped: its scheduler or worker was asked to stop")
         if proc.returncode < 0:
             raise RetrainError(f"{args[0]} was killed (signal {-proc.returncode})")
         if proc.returncode != 0:
