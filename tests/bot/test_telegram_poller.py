@@ -13,35 +13,14 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 
 import pytest
 from fake_telegram import FakeTelegram
-from sqlalchemy import create_engine, text
 from test_telegram_process import World, stop
 
 from storage.__main__ import upgrade
 from storage.leadership import Leadership, dead_here
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def pg_schema_url():
-    """A fresh schema in the local PostgreSQL, and a function that drops it."""
-    admin = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    schema = f"poller_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # no server here: the PostgreSQL variant skips
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at {PG_URL}: {str(exc).splitlines()[0][:100]}")
-
-    def drop():
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-    return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
+from tests.databases import pg_schema_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

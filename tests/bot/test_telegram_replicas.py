@@ -23,30 +23,22 @@ import pytest
 from fake_telegram import FakeTelegram
 from sqlalchemy import func, select
 from telegram import Update
-from test_telegram_poller import pg_schema_url
 from test_telegram_process import World, until
 
 from bot.adapters.telegram_updates import JournalingQueue, UpdateJournal, UpdateWindow
 from storage.__main__ import upgrade
 from storage.database import Database
 from storage.models import TelegramUpdate
+from tests.databases import BACKENDS, migrated, pg_schema_url
 
 SECRET = "replica-s3cret"
 BURST = 40
 TAKEOVER_S = 3.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'bot.db'}"
-        upgrade(url)
-        yield url
-        return
-    url, drop = pg_schema_url()
-    upgrade(url)
-    yield url
-    drop()
+    yield from migrated(request.param, tmp_path, "bot")
 
 
 def test_replicas_share_de_duplication_and_take_over_a_dead_ones_updates(db_url):

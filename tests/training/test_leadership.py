@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text, update
-from test_scheduler import pg_schema_url
 
-from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.leadership import Leadership
 from storage.models import LeaderLease, TrainingRun, utcnow
+from tests.databases import BACKENDS, migrated
+from tests.processes import wait_until
 from training.registry_ops import queue_retrain
 
 HOLDER = """\
@@ -60,26 +60,9 @@ exec sleep 300
 SCHEDULE = "\n[schedule]\npoll_seconds = 1\nheartbeat_seconds = 0.5\n"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lead.db'}"
-        upgrade(url)
-        yield url
-        return
-    url, drop = pg_schema_url()
-    upgrade(url)
-    yield url
-    drop()
-
-
-def wait_until(predicate, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    yield from migrated(request.param, tmp_path, "lead")
 
 
 def claim(url: str) -> Leadership:
@@ -93,7 +76,7 @@ def test_one_leads_and_the_other_takes_over_when_it_steps_down(url):
         assert first.keep() and not second.keep()  # renewing keeps it
         assert Leadership(url, "other-role").keep()  # roles do not exclude each other
         first.close()
-        wait_until(second.keep, "the second claim leading after the first closed")
+        wait_until(second.keep, 60, "the second claim leading after the first closed")
         assert not claim(url).keep()
     finally:
         first.close()
@@ -111,7 +94,7 @@ def test_a_killed_leader_is_replaced(url, env_for, tmp_path):
         assert not waiting.keep()
         holder.kill()  # kill -9: no chance to step down
         holder.wait()
-        wait_until(waiting.keep, "the lead taken over from a killed holder")
+        wait_until(waiting.keep, 60, "the lead taken over from a killed holder")
     finally:
         holder.kill()
         holder.wait()
@@ -180,19 +163,19 @@ def pair(tmp_path, url, make_bot, env_for):
 
 def test_only_the_leader_trains_and_the_follower_takes_over(pair):
     a = pair.start("a")
-    wait_until(lambda: "leading:" in pair.log(a), "the first scheduler leading")
+    wait_until(lambda: "leading:" in pair.log(a), 60, "the first scheduler leading")
     b = pair.start("b")
-    wait_until(lambda: "another scheduler leads" in pair.log(b), "the second waiting")
+    wait_until(lambda: "another scheduler leads" in pair.log(b), 60, "the second waiting")
     first = pair.queue("tiny")
-    assert wait_until(pair.child_parents, "the leader starting a training") == [a.pid]
+    assert wait_until(pair.child_parents, 60, "the leader starting a training") == [a.pid]
     time.sleep(1.5)  # several polls of both: the follower claims nothing
     assert pair.child_parents() == [a.pid] and "leading:" not in pair.log(b)
 
     a.kill()  # kill -9 the leader: its training child dies with it
     a.wait()
-    wait_until(lambda: "leading:" in pair.log(b), "the follower taking over")
+    wait_until(lambda: "leading:" in pair.log(b), 60, "the follower taking over")
     second = pair.queue("fable_owl")
-    wait_until(lambda: pair.child_parents() == [a.pid, b.pid], "the new leader training")
+    wait_until(lambda: pair.child_parents() == [a.pid, b.pid], 60, "the new leader training")
     assert pair.status(second) == "running"
     # The dead leader's run keeps its heartbeat lease (60 s) and is not failed because
     # another scheduler took over; its lease, not a new leader, decides.
@@ -219,14 +202,14 @@ def take_the_lead_away(pair: Pair) -> None:
 
 def test_a_leader_that_loses_the_lead_stops_training_and_leads_again(pair):
     a = pair.start("a")
-    wait_until(lambda: "leading:" in pair.log(a), "the scheduler leading")
+    wait_until(lambda: "leading:" in pair.log(a), 60, "the scheduler leading")
     run = pair.queue("tiny")
-    wait_until(pair.child_parents, "the leader starting a training")
+    wait_until(pair.child_parents, 60, "the leader starting a training")
     take_the_lead_away(pair)
-    wait_until(lambda: "no longer the leader" in pair.log(a), "the leader stepping down")
-    wait_until(lambda: pair.status(run) == "failed", "its training stopped and failed")
+    wait_until(lambda: "no longer the leader" in pair.log(a), 60, "the leader stepping down")
+    wait_until(lambda: pair.status(run) == "failed", 60, "its training stopped and failed")
     # Nobody else leads: a fresh scheduler in the same process takes the lead again.
-    wait_until(lambda: pair.log(a).count("leading:") == 2, "the lead taken again")
+    wait_until(lambda: pair.log(a).count("leading:") == 2, 60, "the lead taken again")
     second = pair.queue("tiny")
-    wait_until(lambda: pair.child_parents() == [a.pid, a.pid], "training again")
+    wait_until(lambda: pair.child_parents() == [a.pid, a.pid], 60, "training again")
     assert pair.status(second) == "running"

@@ -12,27 +12,18 @@ import threading
 import time
 
 import pytest
-from test_scheduler import pg_schema_url
 
 from bot.notices import RunWatcher
-from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.versions import finish_training_run, start_training_run
+from tests.databases import BACKENDS, migrated
 
 RUNS = 40
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'notices.db'}"
-        upgrade(url)
-        yield url
-        return
-    url, drop = pg_schema_url()
-    upgrade(url)
-    yield url
-    drop()
+    yield from migrated(request.param, tmp_path, "notices")
 
 
 def finish_run(sessions, style: str) -> None:

@@ -6,55 +6,27 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.models import TrainingRun
+from tests.databases import BACKENDS, migrated
 from training.registry_ops import queue_retrain
 from training.scheduler import StyleScheduler
 
 STYLE_JOBS = {"retrain:tiny", "retrain:fable_fox", "retrain:fable_owl", "retrain:empty"}
 ALL_JOBS = STYLE_JOBS | {"poll-queue", "bandit-nightly"}
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def with_schedule(extra: str):
     return lambda toml: toml + "\n[schedule]\njitter_seconds = 60\n" + extra
 
-
-def pg_schema_url() -> tuple[str, callable]:
-    """A fresh schema in the local PostgreSQL, and a function that drops it."""
-    admin = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    schema = f"sched_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # no server here: the PostgreSQL variant skips
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at {PG_URL}: {str(exc).splitlines()[0][:100]}")
-
-    def drop():
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-    return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sched.db'}"
-        upgrade(url)
-        yield url
-        return
-    url, drop = pg_schema_url()
-    upgrade(url)
-    yield url
-    drop()
+    yield from migrated(request.param, tmp_path, "sched")
 
 
 def test_jobs_persist_across_a_restart_and_are_not_doubled(url, tmp_path, make_bot):

@@ -29,6 +29,7 @@ from storage.__main__ import upgrade
 from storage.database import Database
 from storage.engine import make_engine, session_factory
 from storage.models import TrainingRun
+from tests.processes import gone, wait_until
 from training import registry_ops
 from training.scheduler import StyleScheduler
 
@@ -88,25 +89,6 @@ class World:
 
     def child_pids(self) -> list[int]:
         return [int(x) for x in self.pids.read_text().split()] if self.pids.exists() else []
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def gone(pid: int) -> bool:
-    """Dead: no such process, or a zombie nobody has reaped yet."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 @pytest.fixture

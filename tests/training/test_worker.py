@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.models import TrainingRun
 from storage.versions import active_model_version, list_model_versions
+from tests.processes import gone, wait_until
 from training import registry_ops, scheduler, tasks, worker
 from training.scheduler import StyleScheduler
 
@@ -65,25 +65,6 @@ def broker_or_skip() -> None:
     why = tasks.unreachable(tasks.QueueSettings(BROKER))
     if why is not None:
         pytest.skip(f"no RabbitMQ: {why}")
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def gone(pid: int) -> bool:
-    """Dead: no such process, or a zombie nobody has reaped yet."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 class Cluster:

@@ -1,0 +1,35 @@
+"""Waiting on conditions and processes in tests that run real child processes.
+
+    wait_until(lambda: path.exists(), 30, "the child wrote its pid")
+    assert gone(pid)
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str,
+               every: float = 0.05) -> T:
+    """The first truthy value of ``predicate``; AssertionError naming ``what`` after
+    ``timeout`` seconds (a hang guard, never a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie nobody has reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
