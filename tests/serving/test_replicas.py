@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from engine_testing import Server, metric_values
+from loopback import LoopbackServer
 
 from bot.wiring import make_client
 from genmodels.sampler import SamplingParams
@@ -80,15 +81,6 @@ class ServiceOnPort:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture
-def every_style(bot):
-    """Models for every style of the tiny config, so a service can be ready."""
-    for i, style in enumerate(bot.book().names()):
-        bot.save_artifact(style, seed=i)
-    book = bot.book()
-    return book, {name: style.model_dir for name, style in book.styles.items()}
 
 
 async def served(url: str) -> int:
@@ -193,7 +185,7 @@ def test_a_replica_whose_healthz_says_503_gets_no_traffic(every_style):
     assert (good_count, bad_count) == (12, 0)
 
 
-class FakeReplica:
+class FakeReplica(LoopbackServer):
     """A loopback server whose /healthz is 200 and whose /v1/generate does
     ``behaviour``: "close" (drop the connection unanswered) or an HTTP status."""
 
@@ -213,20 +205,7 @@ class FakeReplica:
                 writer.close()
                 return
             status = int(self.behaviour)
-        body = b'{"error": "injected"}'
-        writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                     % (status, len(body), body))
-        await writer.drain()
-        writer.close()
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
+        await self.reply(writer, status, b'{"error": "injected"}')
 
 
 @pytest.mark.parametrize("status", [400, 500, 503])

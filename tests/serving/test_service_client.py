@@ -5,6 +5,7 @@ import json
 
 import pytest
 from engine_testing import Server, install_gate
+from loopback import LoopbackServer
 
 from bot.wiring import make_client
 from genmodels.sampler import Sampler, SamplingParams
@@ -70,7 +71,7 @@ def test_busy_service_raises_busy(setup, monkeypatch):
     asyncio.run(go())
 
 
-class RawServer:
+class RawServer(LoopbackServer):
     """A TCP server on 127.0.0.1 that answers each connection with ``behaviour(n)``:
     "close" (die without answering), "stall" (never answer) or a JSON body (200)."""
 
@@ -86,19 +87,7 @@ class RawServer:
             return
         if action == "stall":
             await asyncio.sleep(3600)
-        body = json.dumps(action).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-        writer.close()
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
+        await self.reply(writer, 200, json.dumps(action).encode())
 
 
 GOOD = {"prime": "", "text": "hello", "stop_reason": "stop", "seed": 1, "dropped": "",

@@ -22,15 +22,6 @@ FAST = Limits(keepalive_s=0.5, read_timeout_s=0.5, max_connections=8)
 OK = {"style": "tiny", "seed": 1, "max_chars": 5}
 
 
-@pytest.fixture
-def every_style(bot):
-    """Models for every style of the tiny config, so the service can be ready."""
-    for i, style in enumerate(bot.book().names()):
-        bot.save_artifact(style, seed=i)
-    book = bot.book()
-    return book, {name: style.model_dir for name, style in book.styles.items()}
-
-
 async def timed(coro):
     start = time.monotonic()
     out = await coro
