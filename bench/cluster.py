@@ -170,6 +170,21 @@ def targets(result: dict) -> dict:
     }
 
 
+def scenario(result: dict) -> dict:
+    """Whether each event of the run happened (a target measured without its kill
+    proves nothing)."""
+    kills = result.get("kills", {})
+    return {
+        "bot_replica_killed": "bot-1" in kills,
+        "inference_replica_killed": "inference-1" in kills,
+        "leading_scheduler_killed": any(k.startswith("scheduler-") for k in kills),
+        "worker_killed_mid_retrain": str(result.get("killed_mid_retrain")).startswith(
+            "worker-"),
+        "scheduler_jobs_ran": result.get("scheduler_job_errors") == 0,
+        "version_promoted": result.get("promotion_seen_by", 0) > 0,
+    }
+
+
 async def bench(args) -> dict:
     import logging
 
@@ -192,6 +207,7 @@ async def bench(args) -> dict:
         else:
             shutil.rmtree(folder, ignore_errors=True)
     result["targets_met"] = targets(result)
+    result["scenario"] = scenario(result)
     return result
 
 

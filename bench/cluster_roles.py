@@ -19,8 +19,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests.databases: the tests' PostgreSQL schema helper
+    sys.path.insert(0, str(ROOT))
 CODE = ("bot", "genmodels", "serving", "settings", "storage", "training")
-PG_URL = os.environ.get("CLUSTER_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CLUSTER_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("CLUSTER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -51,6 +52,8 @@ def reachable(url: str, default_port: int) -> str | None:
 
 def missing_services() -> list[str]:
     """What this machine lacks for the cluster bench, one phrase each."""
+    from tests.databases import PG_URL
+
     problems = [f"{name}: {why}" for name, why in (
         ("PostgreSQL", reachable(PG_URL, 5432)), ("Redis", reachable(REDIS_URL, 6379)),
         ("RabbitMQ", reachable(AMQP_URL, 5672))) if why]
@@ -64,26 +67,15 @@ def missing_services() -> list[str]:
 
 
 class Schema:
-    """A fresh PostgreSQL schema for the run, migrated; ``drop()`` removes it."""
+    """A fresh PostgreSQL schema for the run (the tests' helper), migrated; ``drop()``
+    removes it."""
 
     def __init__(self) -> None:
-        from sqlalchemy import create_engine, text
-
         from storage.__main__ import upgrade
+        from tests.databases import pg_schema_url
 
-        self.name = f"cluster_{uuid.uuid4().hex[:8]}"
-        self.admin = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with self.admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{self.name}"'))
-        self.url = f"{PG_URL}?options=-csearch_path%3D{self.name}"
+        self.url, self.drop = pg_schema_url("cluster")
         upgrade(self.url)
-
-    def drop(self) -> None:
-        from sqlalchemy import text
-
-        with self.admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{self.name}" CASCADE'))
-        self.admin.dispose()
 
 
 def clear_redis(prefix: str) -> int:

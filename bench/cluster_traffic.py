@@ -154,12 +154,17 @@ def account(traffic: Traffic, burst: float, per_minute: float) -> dict:
             allowed = burst + per_minute * (max(times) - first[user]) / 60
             violations += max(0, len(times) - math.floor(allowed + 1e-9))
     flooded = [s for s in traffic.sent if s.kind == "flood"]
+    steady = [s for s in traffic.sent if s.kind == "user"]
     return {
         "replies_expected": len(expected),
         "replies_delivered": len(answered),
         "replies_duplicated": sum(max(0, len(replies.get(s.message_id, [])) - 1)
                                   for s in traffic.sent),
         "rate_limit_violations": violations,
+        # Steady users' requests answered with a generated text (not an error or "busy").
+        "steady_requests": len(steady),
+        "steady_texts": sum(any("reply_markup" in c.params for c in
+                                replies.get(s.message_id, [])) for s in steady),
         "flood": {"requests": len(flooded), "users": len({s.user for s in flooded}),
                   "texts": sum(len(texts[u]) for u in {s.user for s in flooded})},
         "posts": traffic.posts, "unaccepted_posts": traffic.unaccepted,

@@ -51,3 +51,9 @@ def test_the_reduced_cluster_meets_its_targets_through_four_kills():
     assert result["active_version"] == result["promoted_version"]  # no retrain replaced it
     assert set(result["kills"]) >= {"bot-1", "inference-1"}
     assert all(result["targets_met"].values()), result["targets_met"]
+    # Every event happened: a worker was killed while its training child ran (which
+    # needs the leading scheduler's jobs to run: see scheduler_job_errors), and the
+    # run it held was retried once by the other worker, never trained twice.
+    assert all(result["scenario"].values()), (result["scenario"],
+                                               result["scheduler_job_errors"])
+    assert result["retrains_run"] >= 1
