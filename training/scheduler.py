@@ -331,4 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy's: APScheduler finds the
+    # jobs by reference in ``training.scheduler``, whose ``_context`` main must set.
+    from training.scheduler import main as imported_main
+    sys.exit(imported_main())

@@ -213,3 +213,21 @@ def test_a_leader_that_loses_the_lead_stops_training_and_leads_again(pair):
     second = pair.queue("tiny")
     wait_until(lambda: pair.child_parents() == [a.pid, a.pid], 60, "training again")
     assert pair.status(second) == "running"
+
+
+def test_the_procfile_command_runs_its_jobs(tmp_path, make_bot, env_for):
+    """``python -m training.scheduler`` as the Procfile starts it: the module runs as
+    ``__main__`` while APScheduler finds the jobs in ``training.scheduler``; the jobs
+    must see the scheduler that ``main`` started (a queued /retrain gets claimed)."""
+    url = next(migrated("sqlite", tmp_path, "procfile"))
+    pair = Pair(tmp_path, url, make_bot, env_for)
+    pair.cmd = [sys.executable, "-m", "training.scheduler"]
+    pair.env |= {"DATABASE_URL": url, "MODEL_REGISTRY": str(tmp_path / "registry")}
+    try:
+        proc = pair.start("a")
+        wait_until(lambda: "leading:" in pair.log(proc), 60, "the scheduler leading")
+        run = pair.queue("tiny")
+        wait_until(lambda: pair.status(run) != "queued", 60, "the queued run claimed")
+        assert "no StyleScheduler is running" not in pair.log(proc)
+    finally:
+        pair.close()
