@@ -170,7 +170,8 @@ def bench_http(style: str, prime: str, quick: bool) -> tuple[list[dict], dict]:
     proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
-        loaded = _wait_healthy(url, proc, log)["loaded"]
+        health = _wait_healthy(url, proc, log)  # 200: every configured style ready
+        loaded = [name for name, h in health["styles"].items() if h["ready"]]
         idle = _rss_mb(proc.pid)
         print(f"service: {len(loaded)} models loaded, RSS {idle['rss_mb']} MB", flush=True)
 
