@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
 from genmodels import registry
 from genmodels.store import Store, open_store
+
+if TYPE_CHECKING:  # a service with no object store never needs SQLAlchemy loaded
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
