@@ -11,7 +11,7 @@
 
 SQLite uses a file in a temporary folder; PostgreSQL a temporary schema in ``--pg-url``
 (default: ``STORAGE_TEST_PG_URL`` or postgres@127.0.0.1:5432/test), dropped afterwards;
-it is skipped (figures null) if no server answers. Targets (issue 3): log p50 <= 2 ms
+it is skipped (figures null) if no server answers. Targets: log p50 <= 2 ms
 on SQLite and <= 5 ms on PostgreSQL; ratings: none lost. Prints readable lines, then one
 final JSON line. Exits 1 only if a rating was lost (a correctness failure).
 
