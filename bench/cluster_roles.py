@@ -223,13 +223,19 @@ backend bots
 """
 
 
+def haproxy_config(front: int, ports: dict[str, int], rise: int = 2) -> str:
+    """haproxy.cfg for bot replicas on ``ports`` behind 127.0.0.1:``front``, each
+    health-checked every 200 ms (out after one failed check, back after ``rise``)."""
+    servers = "\n".join(f"    server {name} 127.0.0.1:{port} check inter 200ms fall 1 "
+                        f"rise {rise}" for name, port in ports.items())
+    return HAPROXY.format(front=front, servers=servers)
+
+
 def start_haproxy(folder: Path, front: int, ports: dict[str, int]) -> subprocess.Popen:
-    """haproxy in front of the bot replicas (health-checked every 200 ms)."""
-    servers = "\n".join(f"    server {name} 127.0.0.1:{port} check inter 200ms fall 1 rise 2"
-                        for name, port in ports.items())
+    """haproxy in front of the bot replicas."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = folder / "haproxy.cfg"
-    cfg.write_text(HAPROXY.format(front=front, servers=servers), encoding="utf-8")
+    cfg.write_text(haproxy_config(front, ports), encoding="utf-8")
     with open(folder / "haproxy.log", "wb") as log:
         return subprocess.Popen([shutil.which("haproxy") or "haproxy", "-db", "-f", str(cfg)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)

@@ -33,3 +33,13 @@ def gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def driver_and_fake_python(root: Path, driver: str, fake_python: str) -> tuple[Path, Path]:
+    """Write a scheduler/worker driver script and an executable stand-in for the
+    training child's Python into ``root``; their paths."""
+    (root / "driver.py").write_text(driver)
+    fake = root / "fake-python"
+    fake.write_text(fake_python)
+    fake.chmod(0o755)
+    return root / "driver.py", fake

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from telegram import Update
 from test_telegram_process import World, until
 
+from bench.cluster_roles import haproxy_config
 from bot.adapters.telegram_updates import JournalingQueue, UpdateJournal, UpdateWindow
 from storage.__main__ import upgrade
 from storage.database import Database
@@ -75,23 +76,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-HAPROXY = """
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    retries 3
-    option redispatch
-    retry-on conn-failure empty-response
-frontend telegram
-    bind 127.0.0.1:{front}
-    default_backend bots
-backend bots
-    balance roundrobin
-    server r1 127.0.0.1:{r1} check inter 200ms fall 1 rise 1
-    server r2 127.0.0.1:{r2} check inter 200ms fall 1 rise 1
-"""
 WEBHOOK = """
 [telegram]
 mode = "webhook"
@@ -123,7 +107,7 @@ class Replicas:
             env["TELEGRAM_API_URL"] = self.server.replica_url(name)
             procs[name] = await self.world.start(env, f"{name}.log")
         cfg = self.world.tmp / "haproxy.cfg"
-        cfg.write_text(HAPROXY.format(front=self.front, **self.ports), encoding="utf-8")
+        cfg.write_text(haproxy_config(self.front, self.ports, rise=1), encoding="utf-8")
         log = open(self.world.tmp / "haproxy.log", "wb")
         try:
             self.haproxy = await asyncio.create_subprocess_exec(

@@ -28,7 +28,7 @@ from storage.engine import make_engine, session_factory
 from storage.leadership import Leadership
 from storage.models import LeaderLease, TrainingRun, utcnow
 from tests.databases import BACKENDS, migrated
-from tests.processes import wait_until
+from tests.processes import driver_and_fake_python, wait_until
 from training.registry_ops import queue_retrain
 
 HOLDER = """\
@@ -109,11 +109,8 @@ class Pair:
         for style in ("tiny", "fable_owl"):
             self.bot.save_artifact(style)
         self.url, self.root, self.parents = url, root, root / "child.parents"
-        (root / "driver.py").write_text(DRIVER)
-        fake = root / "fake-python"
-        fake.write_text(FAKE_PYTHON)
-        fake.chmod(0o755)
-        self.cmd = [sys.executable, str(root / "driver.py"), url, str(self.bot.config),
+        driver, fake = driver_and_fake_python(root, DRIVER, FAKE_PYTHON)
+        self.cmd = [sys.executable, str(driver), url, str(self.bot.config),
                     str(root / "registry"), str(fake)]
         self.env = env_for(self.bot.config, CHILD_PARENTS=str(self.parents))
         self.engine = make_engine(url)

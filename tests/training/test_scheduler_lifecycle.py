@@ -29,7 +29,7 @@ from storage.__main__ import upgrade
 from storage.database import Database
 from storage.engine import make_engine, session_factory
 from storage.models import TrainingRun
-from tests.processes import gone, wait_until
+from tests.processes import driver_and_fake_python, gone, wait_until
 from training import registry_ops
 from training.scheduler import StyleScheduler
 
@@ -60,11 +60,8 @@ class World:
         self.url = f"sqlite:///{root / 'sched.db'}"
         upgrade(self.url)
         self.registry, self.pids = root / "registry", root / "child.pids"
-        (root / "driver.py").write_text(DRIVER)
-        fake = root / "fake-python"
-        fake.write_text(FAKE_PYTHON)
-        fake.chmod(0o755)
-        self.cmd = [sys.executable, str(root / "driver.py"), self.url, str(self.bot.config),
+        driver, fake = driver_and_fake_python(root, DRIVER, FAKE_PYTHON)
+        self.cmd = [sys.executable, str(driver), self.url, str(self.bot.config),
                     str(self.registry), str(fake)]
         self.env = env_for(self.bot.config, CHILD_PIDS=str(self.pids))
         self.engine = make_engine(self.url)

@@ -26,7 +26,7 @@ from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.models import TrainingRun
 from storage.versions import active_model_version, list_model_versions
-from tests.processes import gone, wait_until
+from tests.processes import driver_and_fake_python, gone, wait_until
 from training import registry_ops, scheduler, tasks, worker
 from training.scheduler import StyleScheduler
 
@@ -80,11 +80,8 @@ class Cluster:
         self.url = f"sqlite:///{root / 'runs.db'}"
         upgrade(self.url)
         self.root, self.registry, self.log = root, root / "registry", root / "children.log"
-        (root / "driver.py").write_text(DRIVER)
-        fake = root / "fake-python"
-        fake.write_text(FAKE_PYTHON)
-        fake.chmod(0o755)
-        self.cmd = [sys.executable, str(root / "driver.py"), self.url, str(self.bot.config),
+        driver, fake = driver_and_fake_python(root, DRIVER, FAKE_PYTHON)
+        self.cmd = [sys.executable, str(driver), self.url, str(self.bot.config),
                     str(self.registry), str(fake)]
         self.env = env_for(self.bot.config, QUEUE_URL=BROKER, CHILD_LOG=str(self.log),
                            HANG_STYLE=hang, HANG_ATTEMPTS=str(hang_attempts),
