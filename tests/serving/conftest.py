@@ -1,5 +1,12 @@
 """Fixtures shared by the serving tests."""
 import pytest
+from engine_testing import open_gates
+
+
+@pytest.fixture(autouse=True)
+def _open_gates_after_test():
+    yield
+    open_gates()
 
 
 @pytest.fixture
