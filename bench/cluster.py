@@ -47,39 +47,14 @@ from bench.cluster_roles import (  # noqa: E402
 )
 from bench.cluster_run import Cluster  # noqa: E402
 from bench.cluster_traffic import Traffic, account  # noqa: E402
+from tests.tiny_config import tiny_config  # noqa: E402
 
 BURST, PER_MINUTE = 5, 12  # [rate_limit] of every bot replica
 
 
 def config_text(run: dict, extra: str = "") -> str:
     """Every machine's config.toml (a bot replica's adds [telegram] and [inference])."""
-    return f"""\
-[sampling]
-temperature = 0.9
-
-[training]
-minutes = {run["train_minutes"]}
-seq_len = 16
-batch_size = 8
-learning_rate = 0.01
-warmup_steps = 2
-steps_per_epoch = 10
-patience = 100
-weights_dtype = "float32"
-
-[model]
-embed_dim = 8
-hidden = 16
-n_layers = 1
-
-[styles.tiny]
-command = "tiny"
-corpus = "corpora/tiny.txt"
-description = "A tiny style"
-stop = "end_of_line"
-default_chars = 40
-max_chars = 100
-temperature = 0.7
+    return tiny_config(minutes=run["train_minutes"]) + f"""\
 
 [bot]
 notify_every_s = 2

@@ -24,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from serving.service_http import start_site
+
 log = logging.getLogger(__name__)
 # A reply is a help text in milliseconds or a generation in seconds (a long one waits
 # for a slot first): buckets from 5 ms to a minute.
@@ -71,12 +73,6 @@ async def serve_metrics(registry: CollectorRegistry, host: str,
         return None
     app = web.Application()
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
+    runner, _ = await start_site(app, host, port)  # the service's timeouts and limits
     log.info("metrics on http://%s:%d/metrics", host, port)
     return runner

@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:  # so the suite also runs without PYTHONPATH=.
 from genmodels.artifact import Artifact, weight_shapes  # noqa: E402
 from genmodels.config import ModelConfig, TrainConfig  # noqa: E402
 from genmodels.vocab import Vocabulary  # noqa: E402
+from tests.tiny_config import tiny_config  # noqa: E402
 
 SENTENCES = [
     "the cat sat on the mat.",
@@ -66,35 +67,7 @@ def tiny_artifact() -> Artifact:
     return make_artifact()
 
 
-CONFIG_TOML = """\
-[sampling]
-temperature = 0.9
-top_k = 0
-top_p = 1.0
-
-[training]
-minutes = 0.2
-seq_len = 16
-batch_size = 8
-learning_rate = 0.01
-warmup_steps = 2
-steps_per_epoch = 10
-patience = 100
-weights_dtype = "float32"
-
-[model]
-embed_dim = 8
-hidden = 16
-n_layers = 1
-
-[styles.tiny]
-command = "tiny"
-corpus = "corpora/tiny.txt"
-description = "A tiny test style"
-stop = "end_of_line"
-default_chars = 40
-max_chars = 100
-temperature = 0.7
+CONFIG_TOML = tiny_config(minutes=0.2, sampling="top_k = 0\ntop_p = 1.0\n") + """\
 
 [styles.fable_fox]
 command = "fable"

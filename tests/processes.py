@@ -35,6 +35,21 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
+SCHEDULER_DRIVER = """\
+import sys
+from pathlib import Path
+from storage.leadership import Leadership
+from training import scheduler
+url, config, root, fake_python = sys.argv[1:5]
+sched = scheduler.StyleScheduler(url, Path(config), root=Path(root))
+sched.retrainer.python = fake_python  # the training child: a sleeping stand-in
+# A short lead lease: a scheduler started after a kill -9 leads within seconds.
+scheduler._serve(sched, Leadership(url, "scheduler", lease_s=2.0, every_s=0.2))
+"""
+"""A scheduler process (``python driver.py URL CONFIG ROOT FAKE_PYTHON``) whose training
+children are ``FAKE_PYTHON``."""
+
+
 def driver_and_fake_python(root: Path, driver: str, fake_python: str) -> tuple[Path, Path]:
     """Write a scheduler/worker driver script and an executable stand-in for the
     training child's Python into ``root``; their paths."""

@@ -5,7 +5,6 @@ secrets stay out of it, and the entry points refuse an unknown format.
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import subprocess
@@ -17,12 +16,11 @@ import pytest
 from bot.logsafe import MASK, protect_logs, secrets_in
 from settings.logs import (
     REQUEST_ID,
-    JsonFormatter,
-    RequestIdFilter,
     clean_request_id,
     log_format,
     new_request_id,
 )
+from tests.json_logs import events, json_root_log
 
 ENV = {"TELEGRAM_TOKEN": "123456:AAH-secret_key", "DISCORD_TOKEN": "discord.tok.en",
        "INFERENCE_SECRET": "p@ss/word",
@@ -32,22 +30,8 @@ ENV = {"TELEGRAM_TOKEN": "123456:AAH-secret_key", "DISCORD_TOKEN": "discord.tok.
 @pytest.fixture
 def json_root():
     """A JSON handler on the root logger, set up as the entry points set theirs up."""
-    root, stream = logging.getLogger(), io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdFilter())
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with json_root_log(logging.DEBUG) as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-
-
-def events(stream: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_one_json_object_per_line_with_the_fields(json_root):

@@ -7,7 +7,6 @@ a header that is not a clean id is replaced, never echoed (settings/logs.py).
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import urllib.request
@@ -20,9 +19,10 @@ from bot.core import Core, Request
 from bot.settings import BotSettings
 from serving.engine import Engine
 from serving.http_client import HttpClient
-from settings.logs import MAX_REQUEST_ID, REQUEST_ID_HEADER, JsonFormatter, RequestIdFilter
+from settings.logs import MAX_REQUEST_ID, REQUEST_ID_HEADER
 from storage.__main__ import upgrade
 from storage.database import Database
+from tests.json_logs import events, json_root_log
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,18 +30,8 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def json_log():
     """Every record of this process as JSON lines, request ids included."""
-    root, stream = logging.getLogger(), io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdFilter())
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
+    with json_root_log(logging.INFO) as stream:
+        yield lambda: events(stream)
 
 
 @pytest.fixture

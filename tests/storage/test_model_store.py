@@ -107,6 +107,20 @@ def engine_on(b: Machine, sessions) -> Engine:
     return Engine(backend="numpy", poll_s=3600, shipped=b.shipped).start()
 
 
+@pytest.fixture
+def serving_v0(committed, machines):
+    """A has published and promoted ``tiny-v0``; B's engine follows the database and serves
+    it. Yields (a, b, "tiny-v0", engine)."""
+    a, b = machines
+    v0 = publish(committed, a, 0)
+    engine = engine_on(b, committed)
+    try:
+        assert written_by(engine) == v0
+        yield a, b, v0, engine
+    finally:
+        engine.stop()
+
+
 def written_by(engine: Engine) -> str:
     fut = engine.submit("tiny", "The ", SamplingParams(seed=1, max_chars=12))
     return fut.result(timeout=60).sample.version
@@ -119,45 +133,32 @@ def corrupt(b: Machine, version: str, seed: int = 99) -> None:
     b.store.client.upload_file(str(other / "weights.npz"), b.store.bucket, key)
 
 
-def test_a_promotion_on_a_is_downloaded_checked_and_served_on_b(committed, machines):
-    a, b = machines
-    v0 = publish(committed, a, 0)
-    engine = engine_on(b, committed)
-    try:
-        assert written_by(engine) == v0
-        assert (b.store.cache / v0 / "model.json").is_file()  # fetched into B's cache
-        v1 = publish(committed, a, 1)
-        worker = engine.worker("tiny")
-        worker.reload(wait=True)  # what the poll does every poll_s
-        assert worker.stats.reloads == 1 and written_by(engine) == v1
-        assert digest(b.store.cache / v1) == digest(a.registry / "tiny" / v1)
-        assert registry.active_artifact("tiny").version == v1  # /neurons' lookup
-        assert not (b.registry / "tiny" / registry.MARKER).exists()  # no marker needed
-    finally:
-        engine.stop()
+def test_a_promotion_on_a_is_downloaded_checked_and_served_on_b(committed, serving_v0):
+    a, b, v0, engine = serving_v0
+    assert (b.store.cache / v0 / "model.json").is_file()  # fetched into B's cache
+    v1 = publish(committed, a, 1)
+    worker = engine.worker("tiny")
+    worker.reload(wait=True)  # what the poll does every poll_s
+    assert worker.stats.reloads == 1 and written_by(engine) == v1
+    assert digest(b.store.cache / v1) == digest(a.registry / "tiny" / v1)
+    assert registry.active_artifact("tiny").version == v1  # /neurons' lookup
+    assert not (b.registry / "tiny" / registry.MARKER).exists()  # no marker needed
 
 
-def test_a_corrupted_object_is_refused_and_the_old_version_kept(committed, machines,
-                                                                 caplog):
-    a, b = machines
-    v0 = publish(committed, a, 0)
-    engine = engine_on(b, committed)
-    try:
-        assert written_by(engine) == v0
-        v1 = publish(committed, a, 1)
-        corrupt(b, v1)
-        worker = engine.worker("tiny")
-        with caplog.at_level(logging.WARNING, logger="serving.engine"):
-            worker.reload(wait=True)
-            worker.reload(wait=True)  # not fetched again at once, not said again
-        refused = [r for r in caplog.records if "sha256" in r.getMessage()]
-        assert len(refused) == 1 and v1 in refused[0].getMessage()
-        assert written_by(engine) == v0 and worker.stats.reloads == 0
-        assert not (b.store.cache / v1).exists()  # nothing half-checked left to serve
-        with pytest.raises(ArtifactError, match="sha256"):  # /neurons says unavailable
-            registry.active_artifact("tiny")
-    finally:
-        engine.stop()
+def test_a_corrupted_object_is_refused_and_the_old_version_kept(committed, serving_v0, caplog):
+    a, b, v0, engine = serving_v0
+    v1 = publish(committed, a, 1)
+    corrupt(b, v1)
+    worker = engine.worker("tiny")
+    with caplog.at_level(logging.WARNING, logger="serving.engine"):
+        worker.reload(wait=True)
+        worker.reload(wait=True)  # not fetched again at once, not said again
+    refused = [r for r in caplog.records if "sha256" in r.getMessage()]
+    assert len(refused) == 1 and v1 in refused[0].getMessage()
+    assert written_by(engine) == v0 and worker.stats.reloads == 0
+    assert not (b.store.cache / v1).exists()  # nothing half-checked left to serve
+    with pytest.raises(ArtifactError, match="sha256"):  # /neurons says unavailable
+        registry.active_artifact("tiny")
 
 
 def test_non_finite_weights_with_a_matching_sha256_are_refused(committed, machines):
@@ -289,27 +290,20 @@ def test_retraining_publishes_to_the_store_and_b_serves_it(committed, machines, 
     assert (again.version, again.path) == ("tiny-cand", a.store.cache / "tiny-cand")
 
 
-def test_a_database_that_stops_answering_keeps_the_served_version(committed, machines,
-                                                                 caplog):
-    a, b = machines
-    v0 = publish(committed, a, 0)
-    engine = engine_on(b, committed)
-    try:
-        assert written_by(engine) == v0
+def test_a_database_that_stops_answering_keeps_the_served_version(serving_v0, caplog):
+    a, b, v0, engine = serving_v0
 
-        def down(style):
-            raise ConnectionError("connection refused")
+    def down(style):
+        raise ConnectionError("connection refused")
 
-        registry.follow(down, b.store)
-        worker = engine.worker("tiny")
-        with caplog.at_level(logging.WARNING, logger="serving.engine"):
-            worker.reload(wait=True)
-            worker.reload(wait=True)
-        said = [r.getMessage() for r in caplog.records if "connection refused" in r.getMessage()]
-        assert len(said) == 1 and f"still serving {v0}" in said[0]
-        assert written_by(engine) == v0 and worker.stats.errors == 0
-    finally:
-        engine.stop()
+    registry.follow(down, b.store)
+    worker = engine.worker("tiny")
+    with caplog.at_level(logging.WARNING, logger="serving.engine"):
+        worker.reload(wait=True)
+        worker.reload(wait=True)
+    said = [r.getMessage() for r in caplog.records if "connection refused" in r.getMessage()]
+    assert len(said) == 1 and f"still serving {v0}" in said[0]
+    assert written_by(engine) == v0 and worker.stats.errors == 0
 
 
 def test_a_bot_with_a_remote_inference_service_draws_the_databases_version(

@@ -28,7 +28,7 @@ from storage.engine import make_engine, session_factory
 from storage.leadership import Leadership
 from storage.models import LeaderLease, TrainingRun, utcnow
 from tests.databases import BACKENDS, migrated
-from tests.processes import driver_and_fake_python, wait_until
+from tests.processes import SCHEDULER_DRIVER, driver_and_fake_python, wait_until
 from training.registry_ops import queue_retrain
 
 HOLDER = """\
@@ -41,16 +41,9 @@ print("leading", flush=True)
 time.sleep(300)
 """
 DRIVER = """\
-import logging, sys
-from pathlib import Path
-from storage.leadership import Leadership
-from training import scheduler
+import logging
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-url, config, root, fake_python = sys.argv[1:5]
-sched = scheduler.StyleScheduler(url, Path(config), root=Path(root))
-sched.retrainer.python = fake_python  # the training child: a sleeping stand-in
-scheduler._serve(sched, Leadership(url, "scheduler", lease_s=2.0, every_s=0.2))
-"""
+""" + SCHEDULER_DRIVER
 FAKE_PYTHON = """\
 #!/bin/sh
 while [ $# -gt 0 ]; do [ "$1" = --out ] && mkdir -p "$2"; shift; done  # as training does

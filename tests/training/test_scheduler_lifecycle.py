@@ -29,21 +29,10 @@ from storage.__main__ import upgrade
 from storage.database import Database
 from storage.engine import make_engine, session_factory
 from storage.models import TrainingRun
-from tests.processes import driver_and_fake_python, gone, wait_until
+from tests.processes import SCHEDULER_DRIVER, driver_and_fake_python, gone, wait_until
 from training import registry_ops
 from training.scheduler import StyleScheduler
 
-DRIVER = """\
-import sys
-from pathlib import Path
-from storage.leadership import Leadership
-from training import scheduler
-url, config, root, fake_python = sys.argv[1:5]
-sched = scheduler.StyleScheduler(url, Path(config), root=Path(root))
-sched.retrainer.python = fake_python  # the training child: a sleeping stand-in
-# A short lead lease: the scheduler started after a kill -9 leads within seconds.
-scheduler._serve(sched, Leadership(url, "scheduler", lease_s=2.0, every_s=0.2))
-"""
 FAKE_PYTHON = """\
 #!/bin/sh
 while [ $# -gt 0 ]; do [ "$1" = --out ] && mkdir -p "$2"; shift; done  # as training does
@@ -60,7 +49,7 @@ class World:
         self.url = f"sqlite:///{root / 'sched.db'}"
         upgrade(self.url)
         self.registry, self.pids = root / "registry", root / "child.pids"
-        driver, fake = driver_and_fake_python(root, DRIVER, FAKE_PYTHON)
+        driver, fake = driver_and_fake_python(root, SCHEDULER_DRIVER, FAKE_PYTHON)
         self.cmd = [sys.executable, str(driver), self.url, str(self.bot.config),
                     str(self.registry), str(fake)]
         self.env = env_for(self.bot.config, CHILD_PIDS=str(self.pids))
