@@ -34,7 +34,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 # Stable constraint names, so migrations can drop and alter them on every backend.
 NAMING_CONVENTION = {
@@ -133,30 +133,34 @@ class Base(DeclarativeBase):
     __table__: ClassVar[Table]
 
 
-class User(Base):
+class OnPlatform:
+    """The columns of a user and of a chat: known by the platform's own id, once."""
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:
+        # A function: each table needs a constraint object of its own.
+        return (UniqueConstraint("platform", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(OnPlatform, Base):
     """A person on one platform; the same human on Telegram and Discord is two users."""
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("platform", "external_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    platform: Mapped[str] = mapped_column(String(16))
-    external_id: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(128), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Chat(Base):
+class Chat(OnPlatform, Base):
     """A conversation (group, channel or private chat) on one platform."""
 
     __tablename__ = "chats"
-    __table_args__ = (UniqueConstraint("platform", "external_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    platform: Mapped[str] = mapped_column(String(16))
-    external_id: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(128), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Request(Base):
