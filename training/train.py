@@ -153,7 +153,11 @@ class Run:
                 print(f"{style.name}: {len(new)} corpus character(s) {new!r} are new to "
                       f"{self.parent.version}; its vocabulary grows to hold them", flush=True)
                 self.parent = widen.widen(self.parent, chars)
-            self.vocab, self.model_cfg = self.parent.vocab, self.parent.model_config
+            # The parent fixes the shape; dropout is training-only, so the style's own
+            # setting ([model] or [styles.NAME.model]) applies to a fine-tune too.
+            dropout = ModelConfig.from_dict({"vocab_size": 1} | style.model).dropout
+            self.vocab = self.parent.vocab
+            self.model_cfg = replace(self.parent.model_config, dropout=dropout)
         else:
             self.vocab = Vocabulary(chars)
             self.model_cfg = ModelConfig.from_dict({"vocab_size": len(self.vocab)} | style.model)

@@ -6,6 +6,7 @@ corpus cache via a patched ``training.corpus.prepare``, checkpoints via ``runs_d
 """
 import math
 import re
+from dataclasses import replace
 from itertools import pairwise
 
 import numpy as np
@@ -139,6 +140,15 @@ def test_a_variant_fine_tunes_from_its_parent(setup, trained):
     first = child.metrics["history"][0]["val_loss"]
     assert first < parent.metrics["history"][0]["val_loss"]
     assert load(bot.models / "fable_fox").parent_version == child.parent_version
+
+
+def test_a_fine_tune_keeps_its_parents_shape_and_takes_its_own_dropout(setup, trained):
+    _, book, runs = setup
+    parent, _ = trained
+    fox = book.get("fable_fox")
+    asked = replace(fox, model=fox.model | {"dropout": 0.3, "hidden": 99})
+    cfg = Run(asked, book, runs_dir=runs).model_cfg
+    assert cfg == replace(parent.model_config, dropout=0.3)  # hidden stays the parent's
 
 
 def test_a_variant_whose_corpus_has_new_characters_widens_its_parent(setup, trained,
