@@ -154,10 +154,11 @@ class Run:
                       f"{self.parent.version}; its vocabulary grows to hold them", flush=True)
                 self.parent = widen.widen(self.parent, chars)
             # The parent fixes the shape; dropout is training-only, so the style's own
-            # setting ([model] or [styles.NAME.model]) applies to a fine-tune too.
-            dropout = ModelConfig.from_dict({"vocab_size": 1} | style.model).dropout
+            # setting ([model] or [styles.NAME.model], checked at load) applies too.
+            parent_cfg = self.parent.model_config
             self.vocab = self.parent.vocab
-            self.model_cfg = replace(self.parent.model_config, dropout=dropout)
+            self.model_cfg = replace(parent_cfg,
+                                     dropout=style.model.get("dropout", parent_cfg.dropout))
         else:
             self.vocab = Vocabulary(chars)
             self.model_cfg = ModelConfig.from_dict({"vocab_size": len(self.vocab)} | style.model)
