@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         result.update(compare(*args.compare))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            worktree, old_xml, new_xml = Path(tmp) / "old", Path(tmp) / "old.xml", Path(tmp) / "new.xml"
+            worktree, old_xml, new_xml = (Path(tmp) / name for name in ("old", "old.xml",
+                                                                          "new.xml"))
             subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.old],
                            cwd=ROOT, check=True, capture_output=True)
             try:
