@@ -217,6 +217,9 @@ def test_two_workers_fan_out_a_killed_run_is_retried_once_and_a_variant_waits(cl
     [(_, owl_worker)] = wait_until(lambda: c.children(style="fable_owl"), 60, "owl's child")
     assert {holder, owl_worker} == {p.pid for p in c.workers.values()}  # one each
     served, registered = c.versions("tiny")  # the shipped model, registered by attempt 1
+    # fox's cron job runs in the scheduler's job thread: on a busy machine after tiny's
+    # and owl's children have started.
+    wait_until(lambda: "fable_fox" in c.runs(), 60, "fox's queued run")
     fox = c.run("fable_fox")
     assert fox.status == "queued" and fox.metrics is None  # not sent while tiny runs
     assert c.sched is not None and c.sched.queue is not None
