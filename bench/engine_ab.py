@@ -19,12 +19,14 @@ measures nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +37,6 @@ MODEL = ROOT / "models" / "austen"
 
 def child(requests: int) -> None:
     """One run in this process: whichever tree PYTHONPATH names comes first."""
-    import asyncio
-    import time
-
     # This script's folder holds bench/serving.py, which would shadow the package.
     sys.path.remove(str(Path(__file__).resolve().parent))
     import genmodels  # noqa: F401  first: the BLAS thread default
@@ -61,25 +60,29 @@ def child(requests: int) -> None:
         warm_until = time.perf_counter() + 3.0
         while time.perf_counter() < warm_until:
             await asyncio.gather(generate(0), generate(1))
-        out = {}
-        for level in LEVELS:
-            seeds, chars = iter(range(requests)), 0
-
-            async def worker() -> None:
-                nonlocal chars
-                for seed in seeds:
-                    n = await generate(seed)  # not "chars += await": that reads chars first
-                    chars += n
-
-            wall, cpu = time.perf_counter(), time.process_time()
-            await asyncio.gather(*(worker() for _ in range(level)))
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            out[f"c{level}"] = {"chars_per_s": round(chars / wall),
-                                "cpu_ms_per_1k_chars": round(cpu * 1e6 / chars, 2)}
+        out = {f"c{level}": await closed_loop(generate, level, requests)
+               for level in LEVELS}
         await client.close()
         return out
 
     print(json.dumps(asyncio.run(main())))
+
+
+async def closed_loop(generate, level: int, requests: int) -> dict:
+    """``requests`` requests, ``level`` in flight: chars/s and CPU ms per 1,000 chars."""
+    seeds, chars = iter(range(requests)), 0
+
+    async def worker() -> None:
+        nonlocal chars
+        for seed in seeds:
+            n = await generate(seed)  # not "chars += await": that reads chars first
+            chars += n
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(level)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"chars_per_s": round(chars / wall),
+            "cpu_ms_per_1k_chars": round(cpu * 1e6 / chars, 2)}
 
 
 def run(tree: Path, requests: int) -> dict:
@@ -102,7 +105,7 @@ def summary(old: list[dict], new: list[dict]) -> dict:
             "chars_per_s_median_new": round(statistics.median(rate_new)),
             "ratio_new_over_old": round(statistics.median(rate_new)
                                         / statistics.median(rate_old), 3),
-            "pairs_new_faster": sum(n > o for o, n in zip(rate_old, rate_new)),
+            "pairs_new_faster": sum(n > o for o, n in zip(rate_old, rate_new, strict=True)),
             "cpu_ms_per_1k_chars_median_old": round(statistics.median(cpu_old), 2),
             "cpu_ms_per_1k_chars_median_new": round(statistics.median(cpu_new), 2),
         }

@@ -274,11 +274,22 @@ def claim_notices(session: Session, since: dt.datetime, limit: int = 20
     return claimed
 
 
-def beat(session: Session, run_id: int) -> bool:
-    """Renew the lease of a running run; False once it is no longer running."""
-    return rows_affected(session, update(TrainingRun).where(
-        TrainingRun.id == run_id, TrainingRun.status == RunStatus.RUNNING.value)
-        .values(heartbeat_at=utcnow())) == 1
+def attempt_of(run: TrainingRun) -> int:
+    """Which attempt at the run is (or was last) running: 1 unless a worker retried it."""
+    return int((run.metrics or {}).get("attempt", 1))
+
+
+def beat(session: Session, run_id: int, attempt: int = 1) -> bool:
+    """Renew the lease of a running run's ``attempt``; False once the run is no longer
+    running that attempt (finished, failed as stale, or taken over by another worker).
+
+    The row is read locked (PostgreSQL; SQLite serialises writers), so a worker taking
+    the run over at the same moment waits and then finds the lease renewed."""
+    run = session.get(TrainingRun, run_id, with_for_update=True, populate_existing=True)
+    if run is None or run.status != RunStatus.RUNNING.value or attempt_of(run) != attempt:
+        return False
+    run.heartbeat_at = utcnow()
+    return True
 
 
 def fail_stale(session: Session, lease_seconds: float | None = None) -> int:

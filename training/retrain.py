@@ -20,8 +20,10 @@ The steps, each leaving the served model untouched until the last:
    The DB rows change (and, on one machine, the ACTIVE marker is replaced) in one
    transaction, old local folders are pruned, and the notifiers hear a one-line summary.
 
-While it runs, a thread renews the run's lease (``heartbeat_at``, training/lifecycle.py)
-and every child is started so that it dies with this process, even by ``kill -9``.
+While it runs, a thread renews the run's lease (``heartbeat_at``, training/lifecycle.py);
+a process that loses it (cut off from the database past the lease, or the run taken
+over) ends its child and records and publishes nothing. Every child is started so that
+it dies with this process, even by ``kill -9``.
 ``stop()`` ends the running child and fails its run (the scheduler's SIGTERM). The
 scratch folders of runs that are not running (``STYLE/.work-N``) are removed after
 every run.
@@ -153,8 +155,10 @@ class Retrainer:
         return self.store
 
     def run(self, style: str, trigger: str = "manual", run_id: int | None = None,
-            minutes: float | None = None, by_user_id: int | None = None) -> RunResult:
-        """Retrain ``style`` now; never raises for a failed run (see ``RunResult``)."""
+            minutes: float | None = None, by_user_id: int | None = None, attempt: int = 1,
+            lease_s: float = registry_ops.LEASE_SECONDS) -> RunResult:
+        """Retrain ``style`` now; never raises for a failed run (see ``RunResult``). A run
+        whose lease is lost (training/lifecycle.py) ends without touching its row."""
         start, plan, error = time.monotonic(), None, None
         try:
             plan = self.schedule.for_style(self.book.get(style).name)
@@ -166,14 +170,16 @@ class Retrainer:
                 run_id = start_training_run(s, style=style, trigger=trigger,
                                             budget_minutes=minutes,
                                             requested_by_user_id=by_user_id).id
+        lease = Heartbeat(self.sessions, run_id, self.schedule.heartbeat_seconds, attempt,
+                          lease_s, on_lost=self._end_child)
         if plan is None:
             result = RunResult(run_id, style, "failed", error=error)
         else:
-            with self._lock, Heartbeat(self.sessions, run_id,
-                                       self.schedule.heartbeat_seconds):
-                result = self._attempt(run_id, style, plan, minutes)
+            with self._lock, lease:
+                result = self._attempt(run_id, style, plan, minutes, lease)
         result.seconds = time.monotonic() - start
-        self._finish(result)
+        if not lease.lost.is_set():  # else the run is another attempt's, or failed
+            self._finish(result)
         self.clean_work()
         return result
 
@@ -183,6 +189,9 @@ class Retrainer:
         The run it belonged to ends as failed ("stopped") the usual way.
         """
         self.stopping.set()
+        self._end_child()
+
+    def _end_child(self) -> None:
         child = self.child
         if child is not None and child.poll() is None:
             child.terminate()
@@ -199,7 +208,7 @@ class Retrainer:
             log.info("removed scratch folders %s", ", ".join(str(p) for p in removed))
         return removed
 
-    def _attempt(self, run_id, style, plan, minutes) -> RunResult:
+    def _attempt(self, run_id, style, plan, minutes, lease: Heartbeat) -> RunResult:
         work = self.registry_root / style / f".work-{run_id}"
         result = RunResult(run_id, style, "failed")
         try:
@@ -210,7 +219,7 @@ class Retrainer:
             result.new_version, result.new_val = candidate.version, _val(candidate)
             result.old_val = self._baseline(style, active)
             promote = result.old_val is None or result.new_val <= result.old_val - plan.margin
-            self._publish(style, candidate, active, promote)
+            self._publish(style, candidate, active, promote, lease)
             result.outcome = "promoted" if promote else "refused"
             removed = self._prune(style, plan.keep)
             if removed:
@@ -327,12 +336,15 @@ class Retrainer:
 
     # -- publishing ---------------------------------------------------------------------
 
-    def _publish(self, style, candidate, active: Active, promote: bool) -> None:
-        """Rename the candidate into the registry, register it, maybe activate it."""
+    def _publish(self, style, candidate, active: Active, promote: bool,
+                 lease: Heartbeat) -> None:
+        """Rename the candidate into the registry, register it, maybe activate it: only
+        while this process holds the run's lease (checked in the same transaction)."""
         path = self.registry_root / style / candidate.version
         os.replace(candidate.path, path)  # same file system: atomic
         where, sha = self._store(style, candidate.version, path)
         with self.sessions.begin() as s:
+            lease.confirm(s)
             register_model_version(s, style=style, version=candidate.version,
                                    artifact_path=where, val_loss=_val(candidate),
                                    parent_version=active.version, sha256=sha)

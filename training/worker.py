@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import RunStatus, TrainingRun, utcnow
 from storage.upsert import rows_affected
+from training import registry_ops
 from training.retrain import Retrainer
 from training.tasks import QueueSettings, TrainingQueue, age_s
 
@@ -73,7 +74,7 @@ def claim(session: Session, run_id: int, lease_s: float, attempts: int) -> Claim
     elif (age := age_s(run, now)) < lease_s:
         return Claim("wait", delay_s=lease_s - age + 0.5, why="a live worker holds it")
     else:
-        attempt = int((run.metrics or {}).get("attempt", 1)) + 1
+        attempt = registry_ops.attempt_of(run) + 1
         where = (TrainingRun.status == RunStatus.RUNNING.value) & stale
     if attempt > attempts:  # its last attempt's worker died too
         error = (f"interrupted: its worker stopped beating for over {lease_s:g} s, "
@@ -130,7 +131,7 @@ def handle(run_id: int) -> None:
     else:
         log.info("run %d (%s): training", run_id, got.style)
     retrainer.run(got.style, got.trigger, run_id=run_id, minutes=got.minutes,
-                  by_user_id=got.by_user_id)
+                  by_user_id=got.by_user_id, attempt=got.attempt, lease_s=cfg.lease_seconds)
 
 
 def serve(retrainer: Retrainer, cfg: QueueSettings,

@@ -21,7 +21,8 @@ from genmodels.artifact import load
 from storage.__main__ import upgrade
 from storage.engine import make_engine, session_factory
 from storage.models import ModelVersion, TrainingRun
-from storage.versions import active_model_version
+from storage.versions import active_model_version, start_training_run
+from tests.training.test_lease import take_over
 from training import retrain as retrain_mod
 from training.retrain import Retrainer
 from training.schedule_config import ScheduleConfig, StylePlan
@@ -138,6 +139,31 @@ def test_a_killed_training_leaves_the_active_model(world):
     assert (run.status, run.error) == ("failed", result.error)
     assert not list((world["root"] / "tiny").glob(".work-*"))
     assert world["heard"][-1].message() == f"retrain tiny failed: {result.error}"
+
+
+def test_a_run_taken_over_by_another_worker_ends_and_records_nothing(world):
+    before, heard = active(world), len(world["heard"])
+    schedule = ScheduleConfig(timeout_slack_seconds=300, heartbeat_seconds=0.1,
+                              styles={"tiny": TRAIN})
+    job = Retrainer(world["sessions"], world["book"], schedule, root=world["root"],
+                    env=world["env"])
+    with world["sessions"].begin() as s:
+        run_id = start_training_run(s, style="tiny", trigger="admin").id
+    results = []
+    thread = threading.Thread(target=lambda: results.append(job.run("tiny", run_id=run_id)))
+    thread.start()
+    assert wait_for_child(job, thread) is not None
+    take_over(world["sessions"], run_id)  # this worker looked dead to another one
+    thread.join(timeout=120)
+    [result] = results
+    assert result.outcome == "failed"
+    assert result.error == "RetrainError: train was killed (signal 15)"
+    run = run_row(world, run_id)  # still the new attempt's: not finished by the old one
+    assert (run.status, run.metrics, run.model_version) == ("running", {"attempt": 2}, None)
+    assert active(world) == before
+    assert len(world["heard"]) == heard  # nobody is told of a run that is not over
+    with world["sessions"].begin() as s:  # the later tests read every finished run
+        s.delete(s.get(TrainingRun, run_id))
 
 
 def test_a_timed_out_training_is_killed_and_marked_failed(world):
