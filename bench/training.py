@@ -11,7 +11,9 @@ trained characters per second) and the peak learning rate of the from-scratch re
 Reported for each:
 
 * training-step speed of our model by LSTM implementation (Keras' LSTM layer, with and
-  without XLA, against ``training.fused_lstm.FusedLSTM`` with XLA, which training uses);
+  without XLA, against ``training.fused_lstm.FusedLSTM`` with XLA, which training uses
+  by default), and of FusedLSTM under Keras' ``mixed_bfloat16`` policy with and without
+  XLA (``--precision mixed_bfloat16`` races that, the way training runs it: no XLA);
 * target characters per second: characters whose prediction was trained on. The seed
   recipe trains one target per 60-char window (batch 128); ours trains every position
   of a 128-char window (steps x batch x seq_len), so this is the fair unit; the ratio
@@ -33,7 +35,7 @@ The budget is the whole wall clock of training, including TensorFlow's tracing a
 (for ours) the per-epoch held-out checks. Prints progress, then one final JSON line.
 
     python bench/training.py [--minutes 5] [--batch-size 128] [--learning-rate LR]
-                             [--val-cap 20000]
+                             [--precision float32|mixed_bfloat16] [--val-cap 20000]
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make genmodels/, training/, be
 
 from bench import seed_recipe  # noqa: E402
 from bench.sampling import machine  # noqa: E402
+from genmodels.config import PRECISIONS  # noqa: E402
 from genmodels.kernel import NumpyLSTM  # noqa: E402
 from genmodels.styles import load_styles  # noqa: E402
 from genmodels.vocab import Vocabulary  # noqa: E402
@@ -84,19 +87,20 @@ def scratch_learning_rate(style, book) -> float:
     return style.training.learning_rate
 
 
-def race_style(book, batch_size: int):
-    """The style as raced: its own config with ``batch_size`` (a frozen copy)."""
+def race_style(book, batch_size: int, precision: str = "float32"):
+    """The style as raced: its own config with ``batch_size`` and ``precision``."""
     style = book.get(STYLE)
-    return replace(style, training=replace(style.training, batch_size=batch_size))
+    return replace(style, training=replace(style.training, batch_size=batch_size,
+                                           precision=precision))
 
 
 def train_ours(minutes: float, tmp: Path, prepared: corpora.Prepared, batch_size: int,
-               learning_rate: float | None = None):
+               learning_rate: float | None = None, precision: str = "float32"):
     """Our trainer (``training.train.Run``) from scratch for ``minutes``; artifact to ``tmp``."""
     from training.train import Run
 
     book = load_styles()
-    style = race_style(book, batch_size)
+    style = race_style(book, batch_size, precision)
     run = Run(style, book, minutes=minutes, out_dir=tmp / "model", runs_dir=tmp / "runs",
               scratch=True,
               learning_rate=learning_rate or scratch_learning_rate(style, book))
@@ -185,7 +189,8 @@ def seed_figures(prepared: corpora.Prepared, vocab_size: int, seconds: float,
 
 def layer_throughput(vocab_size: int, batch: int, steps: int = 8) -> dict:
     """Target chars/s of one training step of our 2x256 model, by LSTM implementation:
-    Keras' own LSTM layer (with and without XLA) against genmodels' FusedLSTM + XLA."""
+    Keras' own LSTM layer (with and without XLA) against training's FusedLSTM, in float32
+    with XLA (the default) and with the mixed_bfloat16 policy, with and without XLA."""
     import keras
 
     from genmodels.config import ModelConfig
@@ -194,9 +199,12 @@ def layer_throughput(vocab_size: int, batch: int, steps: int = 8) -> dict:
     cfg, seq = ModelConfig(vocab_size=vocab_size), 128
     ids = np.random.default_rng(0).integers(0, vocab_size, (batch, seq + 1)).astype(np.int32)
     out = {}
-    for name, fused, jit in (("keras_lstm", False, False), ("keras_lstm_xla", False, True),
-                             ("fused_lstm_xla", True, True)):
-        model = build_model(cfg, fused=fused)
+    for name, fused, jit, policy in (
+            ("keras_lstm", False, False, "float32"), ("keras_lstm_xla", False, True, "float32"),
+            ("fused_lstm_xla", True, True, "float32"),
+            ("fused_lstm_bf16", True, False, "mixed_bfloat16"),
+            ("fused_lstm_bf16_xla", True, True, "mixed_bfloat16")):
+        model = build_model(cfg, fused=fused, precision=policy)
         model.compile(optimizer="adam", jit_compile=jit,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         for _ in range(2):  # tracing and compilation are not what we time
@@ -216,6 +224,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"our trainer's batch (default {BATCH_SIZE}, as the base models)")
     p.add_argument("--learning-rate", type=float,
                    help="our peak learning rate (default: the from-scratch base's)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="our trainer's compute precision (TrainConfig.precision)")
     p.add_argument("--val-cap", type=int, default=20_000,
                    help="held-out positions scored for the 60-char view (0 = all)")
     args = p.parse_args(argv)
@@ -231,7 +241,7 @@ def race(args, prepared, vocab, val_ids, positions) -> tuple[dict, dict, dict]:
     print(f"matmul {MATMUL_N}: {peak['gflops_before']:,} GFLOP/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         art, wall = train_ours(args.minutes, Path(tmp), prepared, args.batch_size,
-                               args.learning_rate)
+                               args.learning_rate, args.precision)
         ours = ours_figures(art, wall, val_ids, positions)
     peak["gflops_after"] = round(matmul_gflops(), 1)
     peak["peak_gflops"] = max(peak["gflops_before"], peak["gflops_after"])
@@ -259,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     ours, seed, peak = race(args, prepared, vocab, val_ids, positions)
     ratio = ours["target_chars_per_s"] / seed["target_chars_per_s"]
     result = {
-        "bench": "training", "minutes_each": args.minutes, "corpus": str(CORPUS.relative_to(ROOT)),
+        "bench": "training", "minutes_each": args.minutes, "precision": args.precision, "corpus": str(CORPUS.relative_to(ROOT)),
         "split": {"val_fraction": VAL_FRACTION, "train_chars": prepared.train_chars,
                   "val_chars": prepared.val_chars, "sha256": prepared.sha256},
         "val_positions_60ctx": {"scored": len(positions), "cap": args.val_cap or None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,)}
+PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies training may use
 
 
 def _from_dict(cls, data: dict):
@@ -69,6 +70,9 @@ class TrainConfig:
     patience: int = 4  # epochs without val improvement before early stopping
     seed: int = 1234
     weights_dtype: str = "float32"  # "float16" halves shipped artifacts
+    # "mixed_bfloat16": bfloat16 compute with float32 weights, without XLA (bench/training.py
+    # measures both on this CPU; XLA's CPU bfloat16 is the slower of the four).
+    precision: str = "float32"
     parent: str = ""  # style whose active model this run fine-tunes ("" = from scratch)
 
     def __post_init__(self):
@@ -81,6 +85,8 @@ class TrainConfig:
             raise ValueError("TrainConfig.val_fraction must be in (0, 0.5)")
         if self.weights_dtype not in ("float32", "float16"):
             raise ValueError("TrainConfig.weights_dtype must be float32 or float16")
+        if self.precision not in PRECISIONS:
+            raise ValueError("TrainConfig.precision must be float32 or mixed_bfloat16")
 
     to_dict = asdict
 

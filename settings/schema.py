@@ -63,6 +63,7 @@ class Training(Table, frozen=True):
     patience: int | UnsetType = UNSET
     seed: int | UnsetType = UNSET
     weights_dtype: str | UnsetType = UNSET
+    precision: str | UnsetType = UNSET
     parent: str | UnsetType = UNSET
 
 

@@ -93,7 +93,9 @@ class FusedLSTM(keras.layers.Layer):
         self.bias = self.add_weight((4 * units,), bias_init, name="bias")
 
     def call(self, x):
-        return fused_lstm(x, self.kernel.value, self.recurrent_kernel.value, self.bias.value)
+        # Under a mixed policy x arrives in the compute dtype; the weights stay float32.
+        weights = (self.kernel.value, self.recurrent_kernel.value, self.bias.value)
+        return fused_lstm(x, *(tf.cast(w, x.dtype) for w in weights))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)

@@ -13,12 +13,24 @@ from genmodels.config import ModelConfig
 from training.fused_lstm import FusedLSTM
 
 
-def build_model(cfg: ModelConfig, fused: bool = True) -> keras.Model:
+def build_model(cfg: ModelConfig, fused: bool = True,
+                precision: str = "float32") -> keras.Model:
     """Embedding -> n x LSTM (every position returns) -> Dense logits; any length.
 
     ``fused`` uses ``FusedLSTM`` (same maths and weights, a faster CPU backward pass);
-    ``fused=False`` uses ``keras.layers.LSTM`` itself (cuDNN on a GPU).
+    ``fused=False`` uses ``keras.layers.LSTM`` itself (cuDNN on a GPU). ``precision`` is
+    the Keras dtype policy its layers take (``TrainConfig.precision``); the process's
+    global policy is left as it was.
     """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        return _build(cfg, fused)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _build(cfg: ModelConfig, fused: bool) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x = keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, name="embedding")(ids)
     for i in range(cfg.n_layers):
@@ -30,7 +42,8 @@ def build_model(cfg: ModelConfig, fused: bool = True) -> keras.Model:
             x = keras.layers.LSTM(cfg.hidden, return_sequences=True, name=f"lstm_{i}")(x)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="dropout_out")(x)
-    logits = keras.layers.Dense(cfg.vocab_size, name="dense")(x)
+    # float32 logits whatever the compute precision: the softmax and loss need the range.
+    logits = keras.layers.Dense(cfg.vocab_size, name="dense", dtype="float32")(x)
     return keras.Model(ids, logits, name="char_lstm")
 
 

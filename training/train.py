@@ -184,13 +184,15 @@ class Run:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         keras.utils.set_random_seed(self.cfg.seed)
-        model = build_model(self.model_cfg)
+        model = build_model(self.model_cfg, precision=self.cfg.precision)
         if self.parent is not None:
             set_weights(model, self.model_cfg, self.parent.weights)
         model.compile(optimizer=keras.optimizers.Adam(self.cfg.learning_rate,
                                                       global_clipnorm=self.cfg.clipnorm),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=True)  # XLA fuses the LSTM loop body: ~1.6x faster on CPU
+                      # XLA fuses the LSTM loop body (float32: ~1.6x faster on CPU), but
+                      # runs bfloat16 slower than without it (bench/training.py).
+                      jit_compile=self.cfg.precision == "float32")
         return model
 
     def train(self) -> artifacts.Artifact:

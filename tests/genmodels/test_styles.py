@@ -125,6 +125,8 @@ BAD_CONFIGS = {
                                   "styles.one.training:", "batch_size"),
     "bad weights dtype": ('[training]\nweights_dtype = "int8"\n' + MINIMAL,
                           "styles.one.training:", "weights_dtype"),
+    "bad precision": (MINIMAL + 'training = { precision = "float16" }\n',
+                      "styles.one.training:", "precision"),
     "bad model value": (MINIMAL + "model = { hidden = 0 }\n", "styles.one.model:", "hidden"),
     "bad dropout": ("[model]\ndropout = 1.5\n" + MINIMAL, "styles.one.model:", "dropout"),
     "unknown parent": (MINIMAL + 'training = { parent = "zero" }\n',

@@ -46,3 +46,20 @@ def test_fused_and_plain_models_share_weights_and_initial_forget_bias():
     ids = np.random.default_rng(1).integers(0, 11, (2, 13))
     np.testing.assert_allclose(fused.predict(ids, verbose=0), plain.predict(ids, verbose=0),
                                atol=1e-5)
+
+
+def test_under_mixed_bfloat16_the_model_computes_in_bfloat16_and_keeps_float32_weights():
+    cfg = ModelConfig(vocab_size=11, embed_dim=4, hidden=6, n_layers=2)
+    reference = build_model(cfg)
+    mixed = build_model(cfg, precision="mixed_bfloat16")
+    assert mixed.get_layer("lstm_0").compute_dtype == "bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
+    set_weights(mixed, cfg, get_weights(reference, cfg))
+    weights = get_weights(mixed, cfg)
+    assert {w.dtype for w in weights.values()} == {np.dtype(np.float32)}
+    ids = np.random.default_rng(2).integers(0, 11, (2, 13))
+    got, want = mixed.predict(ids, verbose=0), reference.predict(ids, verbose=0)
+    assert got.dtype == np.float32  # the logits layer stays float32 for the loss
+    # bfloat16 keeps 8 bits of mantissa: close to the float32 model, not equal to it.
+    np.testing.assert_allclose(got, want, atol=0.05)
+    assert not np.allclose(got, want, atol=1e-6)

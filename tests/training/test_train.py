@@ -178,3 +178,17 @@ def test_learning_rate_warms_up_then_follows_a_cosine_over_time():
     assert lr_at(cfg, 500, 0.5) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
     assert lr_at(cfg, 500, 1.0) == pytest.approx(0.001)
     assert lr_at(cfg, 500, 3.0) == pytest.approx(0.001)  # past the budget: the floor
+
+
+def test_a_fine_tune_in_mixed_bfloat16_learns_and_publishes_float32_weights(setup, trained):
+    bot, book, runs = setup
+    parent, _ = trained
+    fox = book.get("fable_fox")
+    mixed = replace(fox, training=replace(fox.training, precision="mixed_bfloat16"))
+    child = Run(mixed, book, runs_dir=runs, out_dir=runs / "bf16_fox").train()
+    assert child.train_config.precision == "mixed_bfloat16"
+    with np.load(runs / "fable_fox" / "best.npz") as best:  # the weights as trained
+        assert {best[k].dtype for k in best.files} == {np.dtype(np.float32)}
+    val = [h["val_loss"] for h in child.metrics["history"]]
+    assert min(val) < parent.metrics["history"][0]["val_loss"]
+    assert math.isfinite(child.metrics["val_loss_nats"])
