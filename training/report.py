@@ -66,6 +66,8 @@ def _recipe_line(style: Style, book: StyleBook, doc_dir: Path) -> str:
     trained = (f"shipped version trained {art.metrics.get('train_seconds', 0) / 60:.1f} min "
                f"from {f'`{art.parent_version}`' if art.parent_version else 'random weights'}"
                if art else "not trained")
+    if art and art.train_config.precision != "float32":
+        trained += f" in {art.train_config.precision}"
     plot = f" ([loss curve]({link(curve, doc_dir)}))" if curve.is_file() else ""
     return (f"{what}: {cfg.minutes:g} min {how}, batch {cfg.batch_size}, peak lr "
             f"{cfg.learning_rate:g}, dropout {m.get('dropout', 0):g}{on}; {trained}{plot}")

@@ -5,6 +5,7 @@ cell of the document can be checked exactly.
 """
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -139,6 +140,7 @@ def test_the_recipe_follows_the_config_and_shows_the_curves(setup):
     fox_dir = setup.book().get("fable_fox").model_dir
     fox = artifacts.load(fox_dir)  # shipped: continued from an earlier version, say
     fox.parent_version = "fable_fox-earlier"
+    fox.train_config = replace(fox.train_config, precision="mixed_bfloat16")
     fox.save(fox_dir)
     doc = report.document(setup.book())
     recipe = doc[doc.index("## Recipe"):doc.index("## Published")]
@@ -150,7 +152,8 @@ def test_the_recipe_follows_the_config_and_shows_the_curves(setup):
     assert "(../models/tiny/loss.png)" in recipe
     assert "\n    - `/fable fox`: 0.05 min fine-tuned from `tiny`" in recipe  # a variant
     assert re.search(r"`/fable fox`: .*; shipped version trained [\d.]+ min from "
-                     r"`fable_fox-earlier`\n", recipe)
+                     r"`fable_fox-earlier` in mixed_bfloat16\n", recipe)
+    assert "random weights in " not in recipe  # float32, the default, goes unsaid
     assert "\n  - `/fable owl`" not in recipe and "\n- `/fable owl`: 0.2 min from scratch" \
         in recipe
     assert "(7.0, 1.819), (11.9, 1.505)" in recipe
