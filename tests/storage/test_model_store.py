@@ -30,7 +30,7 @@ from serving import model_follow
 from serving.engine import Engine
 from storage.errors import NotFound
 from storage.models import ModelVersion
-from storage.versions import active_model_version, register_model_version
+from storage.versions import active_model_version, register_model_version, start_training_run
 from tests.conftest import child_env, make_artifact
 from training import registry_ops
 
@@ -264,6 +264,7 @@ def test_retraining_publishes_to_the_store_and_b_serves_it(committed, machines, 
     """The retrainer on A: the served (shipped) model is uploaded and registered with its
     sha256 the first time, a candidate is uploaded before its row names it, and a later
     run trains from a copy fetched back from the store; B serves the winner."""
+    from training.lifecycle import Heartbeat
     from training.retrain import Active, Retrainer
     from training.schedule_config import ScheduleConfig
 
@@ -280,7 +281,11 @@ def test_retraining_publishes_to_the_store_and_b_serves_it(committed, machines, 
     candidate = make_artifact(bot.corpora.joinpath("tiny.txt").read_text(), seed=5)
     candidate.version = "tiny-cand"
     candidate.save(a.root / "work" / "candidate")
-    trainer._publish("tiny", candidate, Active(active.version, active.path), promote=True)
+    with committed.begin() as s:  # the run this retrain holds the lease of
+        lease = Heartbeat(committed, start_training_run(s, style="tiny", trigger="admin").id,
+                          every_s=60)
+    trainer._publish("tiny", candidate, Active(active.version, active.path), promote=True,
+                     lease=lease)
     engine = engine_on(b, committed)
     try:
         assert written_by(engine) == "tiny-cand"
