@@ -3,6 +3,7 @@ in turn, many times, and compares them level by level.
 
     .venv/bin/python bench/engine_ab.py --old 18b78a5            # 8 pairs, ~3 minutes
     .venv/bin/python bench/engine_ab.py --old 18b78a5 --pairs 12 --requests 256
+    .venv/bin/python bench/engine_ab.py --old 18b78a5 --chat     # each tree's chat.py
 
 One run is a fresh child process that imports one tree's engine (the earlier commit is
 checked out with ``git worktree`` into a temporary folder; PYTHONPATH points there),
@@ -15,6 +16,10 @@ drift of the machine falls on both trees alike. Single runs move by up to 20% on
 machine: the medians over the pairs and the share of pairs each tree won are the result.
 Prints one line per run and one final JSON line. Run it alone: a training beside it
 measures nothing.
+
+With ``--chat`` a run is instead each tree's own ``bench/chat.py --no-seed`` (a reply of
+300 characters through python-telegram-bot, 30 times, then 100 users at once): its
+p50 / p95 latency and the burst's wall time, compared the same way (lower is better).
 """
 from __future__ import annotations
 
@@ -93,6 +98,28 @@ def run(tree: Path, requests: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+CHAT_FIGURES = {"p50_ms": ("latency", "p50_ms"), "p95_ms": ("latency", "p95_ms"),
+                "burst_wall_s": ("burst", "wall_s")}
+
+
+def run_chat(tree: Path) -> dict:
+    """The tree's own bench/chat.py: the figures of ``CHAT_FIGURES``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.run([sys.executable, "bench/chat.py", "--no-seed"], cwd=tree, env=env,
+                          capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name: out[table][key] for name, (table, key) in CHAT_FIGURES.items()}
+
+
+def chat_summary(old: list[dict], new: list[dict]) -> dict:
+    """Per figure: each tree's median and the pairs in which the new tree was lower."""
+    return {name: {"median_old": round(statistics.median(r[name] for r in old), 3),
+                   "median_new": round(statistics.median(r[name] for r in new), 3),
+                   "pairs_new_lower": sum(n[name] < o[name]
+                                          for o, n in zip(old, new, strict=True))}
+            for name in CHAT_FIGURES}
+
+
 def summary(old: list[dict], new: list[dict]) -> dict:
     out = {}
     for level in LEVELS:
@@ -118,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old", help="the earlier commit to compare with")
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--requests", type=int, default=128, help="requests at each level")
+    p.add_argument("--chat", action="store_true",
+                   help="compare each tree's bench/chat.py instead of the engine")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -135,16 +164,22 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.pairs):
                 order = [("old", worktree), ("new", ROOT)]
                 for label, tree in order if i % 2 == 0 else order[::-1]:
-                    r = run(tree, args.requests)
+                    r = run_chat(tree) if args.chat else run(tree, args.requests)
                     (old if label == "old" else new).append(r)
-                    print(label, " ".join(f"{k} {v['chars_per_s']:>6,} chars/s "
-                                          f"{v['cpu_ms_per_1k_chars']:>6.2f} cpu-ms/1k"
-                                          for k, v in r.items()), flush=True)
+                    print(label, " ".join(
+                        f"{k} {v}" if args.chat else
+                        f"{k} {v['chars_per_s']:>6,} chars/s "
+                        f"{v['cpu_ms_per_1k_chars']:>6.2f} cpu-ms/1k" for k, v in r.items()),
+                        flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)],
                            cwd=ROOT, check=False, capture_output=True)
-    print(json.dumps({"old": args.old, "pairs": args.pairs, "requests": args.requests,
-                      "chars": CHARS, "model": MODEL.name, **summary(old, new)}))
+    if args.chat:
+        print(json.dumps({"old": args.old, "pairs": args.pairs, "bench": "chat",
+                          **chat_summary(old, new)}))
+    else:
+        print(json.dumps({"old": args.old, "pairs": args.pairs, "requests": args.requests,
+                          "chars": CHARS, "model": MODEL.name, **summary(old, new)}))
     return 0
 
 

@@ -38,3 +38,16 @@ def test_the_summary_gives_medians_ratios_and_pairs_won_per_level():
     assert got["c64"]["ratio_new_over_old"] == round(400 / 400, 3)
     assert got["c1"]["cpu_ms_per_1k_chars_median_old"] == 3.0
     assert got["c1"]["cpu_ms_per_1k_chars_median_new"] == 1.0
+
+
+def test_the_chat_summary_gives_medians_and_the_pairs_where_new_was_lower():
+    def chat(p50, p95, wall):
+        return {"p50_ms": p50, "p95_ms": p95, "burst_wall_s": wall}
+
+    old = [chat(40.0, 50.0, 3.0), chat(30.0, 60.0, 3.2)]
+    new = [chat(35.0, 50.0, 3.1), chat(31.0, 40.0, 2.9)]
+    got = engine_ab.chat_summary(old, new)
+    assert got["p50_ms"] == {"median_old": 35.0, "median_new": 33.0, "pairs_new_lower": 1}
+    assert got["p95_ms"]["pairs_new_lower"] == 1  # 50 = 50 is not lower
+    assert got["burst_wall_s"] == {"median_old": 3.1, "median_new": 3.0,
+                                   "pairs_new_lower": 1}
