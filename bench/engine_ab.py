@@ -30,7 +30,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -154,26 +153,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.old:
         p.error("give --old REV")
+    # Here, not at the top: a child must import nothing from this tree but its engine.
+    sys.path.insert(0, str(ROOT))
+    from bench.suite import checkout
+
     old: list[dict] = []
     new: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        worktree = Path(tmp) / "old"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.old],
-                       cwd=ROOT, check=True, capture_output=True)
-        try:
-            for i in range(args.pairs):
-                order = [("old", worktree), ("new", ROOT)]
-                for label, tree in order if i % 2 == 0 else order[::-1]:
-                    r = run_chat(tree) if args.chat else run(tree, args.requests)
-                    (old if label == "old" else new).append(r)
-                    print(label, " ".join(
-                        f"{k} {v}" if args.chat else
-                        f"{k} {v['chars_per_s']:>6,} chars/s "
-                        f"{v['cpu_ms_per_1k_chars']:>6.2f} cpu-ms/1k" for k, v in r.items()),
-                        flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)],
-                           cwd=ROOT, check=False, capture_output=True)
+    with checkout(args.old) as worktree:
+        for i in range(args.pairs):
+            order = [("old", worktree), ("new", ROOT)]
+            for label, tree in order if i % 2 == 0 else order[::-1]:
+                r = run_chat(tree) if args.chat else run(tree, args.requests)
+                (old if label == "old" else new).append(r)
+                print(label, " ".join(
+                    f"{k} {v}" if args.chat else
+                    f"{k} {v['chars_per_s']:>6,} chars/s "
+                    f"{v['cpu_ms_per_1k_chars']:>6.2f} cpu-ms/1k" for k, v in r.items()),
+                    flush=True)
     if args.chat:
         print(json.dumps({"old": args.old, "pairs": args.pairs, "bench": "chat",
                           **chat_summary(old, new)}))

@@ -23,9 +23,25 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """``rev`` checked out with ``git worktree`` in a temporary folder, removed after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = Path(tmp) / "old"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), rev],
+                       cwd=ROOT, check=True, capture_output=True)
+        try:
+            yield worktree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)],
+                           cwd=ROOT, check=False, capture_output=True)
 
 
 def run_suite(checkout: Path, xml: Path) -> float:
@@ -79,15 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         result.update(compare(*args.compare))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            worktree, old_xml, new_xml = (Path(tmp) / name for name in ("old", "old.xml",
-                                                                          "new.xml"))
-            subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.old],
-                           cwd=ROOT, check=True, capture_output=True)
-            try:
+            old_xml, new_xml = Path(tmp) / "old.xml", Path(tmp) / "new.xml"
+            with checkout(args.old) as worktree:
                 result["old_wall_s"] = round(run_suite(worktree, old_xml), 1)
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(worktree)],
-                               cwd=ROOT, check=False, capture_output=True)
             result["new_wall_s"] = round(run_suite(ROOT, new_xml), 1)
             result.update({"old": args.old}, **compare(old_xml, new_xml))
     print(json.dumps(result, indent=1))

@@ -185,8 +185,8 @@ class Batch:
     def _append(self, row: Row, ch: str) -> None:
         out, stop = row.out, STOP_RULES[row.params.stop]
         out.append(ch)
-        # The inline test skips the call for almost every character (about 2% of the
-        # engine's time at batch 64): only the stop's last character can end it.
+        # The inline test skips the call for almost every character: only the stop's
+        # last character can end it.
         if stop and ch == stop[-1] and stop_reached(out, stop):
             sampled = len(out)
             del out[-len(stop):]
